@@ -1,0 +1,39 @@
+# The two commands the README promises:
+#   make run    set up the pinned environment, then `mlflow run .` on the shipped data
+#   make test   set up the pinned environment (with test tools), then the whole test suite
+# The virtualenv is rebuilt only when the pins change (a stamp keyed on their hash).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+UV_PIN := $(shell grep '^uv==' requirements-dev.txt)
+PINS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.pins-$(PINS_HASH)
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(UV_PIN)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt
+	@rm -f $(VENV)/.pins-* && touch $@
+
+run: setup
+	mlflow run . --env-manager local
+
+# pytest exits 5 when it collected no test: that must fail, not pass silently.
+test: setup
+	@python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: setup
+	ruff check . && ruff format --check .
+
+bench: setup
+	python scripts/benchmark.py
+
+clean:
+	rm -rf $(VENV) mlruns mlartifacts mlflow.db spark-warehouse

@@ -1,0 +1,14 @@
+"""`evaluate` entry point: score a logged model on labelled data; exit 3 below minAccuracy."""
+
+import sys
+
+from sparkml_template.evaluation import prepare_evaluation, run_evaluation
+from sparkml_template.runner import RunContext, run_entry_point
+
+
+def body(ctx: RunContext) -> None:
+    run_evaluation(ctx.spark, ctx.params, ctx.prepared, ctx.run_id, ctx.experiment_id)
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry_point("evaluate", sys.argv[1:], prepare_evaluation, body))

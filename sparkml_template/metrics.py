@@ -1,0 +1,123 @@
+"""Classification metrics from a predictions DataFrame, in at most two Spark jobs.
+
+One group-by gives the confusion matrix, from which accuracy and the weighted metrics follow
+exactly (the same definitions as Spark's MulticlassClassificationEvaluator). For binary labels a
+second group-by over the positive-class probability, rounded to 1e-4, gives the ROC curve and the
+area under it (ties within a bucket count half, as in the Mann-Whitney form of AUC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sparkml_template.pipeline import PREDICTION, PROBABILITY
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+ROC_RESOLUTION = 10_000
+
+
+@dataclass
+class ClassificationReport:
+    """Everything evaluation logs: headline metrics, the confusion matrix, per-class scores."""
+
+    classes: list[str]
+    confusion: list[list[int]]  # confusion[actual][predicted], rows/cols in `classes` order
+    metrics: dict[str, float]
+    per_class: dict[str, dict[str, float]]
+    roc: list[tuple[float, float]] = field(default_factory=list)  # (fpr, tpr), from (0,0) to (1,1)
+
+    @property
+    def rows(self) -> int:
+        return sum(map(sum, self.confusion))
+
+
+def _safe_div(num: float, den: float) -> float:
+    return num / den if den else 0.0
+
+
+def report_from_counts(
+    counts: dict[tuple[str, str], int], model_classes: list[str]
+) -> ClassificationReport:
+    """Metrics from (actual, predicted) -> count. Classes the model never saw are kept."""
+    seen = {c for pair in counts for c in pair}
+    classes = list(model_classes) + sorted(seen - set(model_classes))
+    pos = {c: i for i, c in enumerate(classes)}
+    confusion = [[0] * len(classes) for _ in classes]
+    for (actual, predicted), n in counts.items():
+        confusion[pos[actual]][pos[predicted]] += n
+    total = sum(map(sum, confusion))
+    per_class: dict[str, dict[str, float]] = {}
+    for i, c in enumerate(classes):
+        tp = confusion[i][i]
+        support = sum(confusion[i])
+        predicted = sum(row[i] for row in confusion)
+        precision = _safe_div(tp, predicted)
+        recall = _safe_div(tp, support)
+        f1 = _safe_div(2 * precision * recall, precision + recall)
+        per_class[c] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    weights = {c: _safe_div(per_class[c]["support"], total) for c in classes}
+    metrics = {
+        "accuracy": _safe_div(sum(confusion[i][i] for i in range(len(classes))), total),
+        "f1": sum(weights[c] * per_class[c]["f1"] for c in classes),
+        "weightedPrecision": sum(weights[c] * per_class[c]["precision"] for c in classes),
+        "weightedRecall": sum(weights[c] * per_class[c]["recall"] for c in classes),
+    }
+    return ClassificationReport(classes, confusion, metrics, per_class)
+
+
+def roc_from_histogram(
+    histogram: dict[tuple[int, bool], int],
+) -> tuple[float, list[tuple[float, float]]]:
+    """AUC and ROC points from (score bucket, is_positive) -> count."""
+    buckets = sorted({b for b, _ in histogram}, reverse=True)
+    positives = sum(n for (_, p), n in histogram.items() if p)
+    negatives = sum(n for (_, p), n in histogram.items() if not p)
+    if not positives or not negatives:
+        return float("nan"), []
+    tp = fp = 0
+    auc = 0.0
+    points = [(0.0, 0.0)]
+    for b in buckets:
+        dp = histogram.get((b, True), 0)
+        dn = histogram.get((b, False), 0)
+        auc += dn * (tp + dp / 2)
+        tp += dp
+        fp += dn
+        points.append((fp / negatives, tp / positives))
+    return auc / (positives * negatives), points
+
+
+def evaluate_predictions(
+    predictions: DataFrame, label: str, model_classes: list[str]
+) -> ClassificationReport:
+    """Score ``predictions`` (output of the template's pipeline) against the ``label`` column."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    actual = F.col(label).cast("string")
+    scored = predictions.where(actual.isNotNull())
+    count_rows = (
+        scored.groupBy(actual.alias("actual"), F.col(PREDICTION).alias("predicted"))
+        .count()
+        .collect()
+    )
+    counts = {(r["actual"], r["predicted"]): r["count"] for r in count_rows}
+    report = report_from_counts(counts, model_classes)
+    if len(model_classes) == 2:
+        positive = model_classes[1]
+        bucket = F.round(vector_to_array(F.col(PROBABILITY))[1] * ROC_RESOLUTION).cast("int")
+        hist_rows = (
+            scored.where(actual.isin(model_classes))
+            .groupBy(bucket.alias("bucket"), (actual == F.lit(positive)).alias("positive"))
+            .count()
+            .collect()
+        )
+        histogram = {(r["bucket"], r["positive"]): r["count"] for r in hist_rows}
+        auc, points = roc_from_histogram(histogram)
+        if points:
+            report.metrics["areaUnderROC"] = auc
+            report.roc = points
+    return report

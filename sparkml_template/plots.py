@@ -1,0 +1,58 @@
+"""PNG charts of an evaluation, drawn with matplotlib's object API (no pyplot global state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sparkml_template.metrics import ClassificationReport
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_confusion_matrix(report: ClassificationReport, path: Path) -> Path:
+    """Counts per (actual, predicted) class, darker for larger counts."""
+    n = len(report.classes)
+    fig = _new_figure(2.5 + 0.6 * n, 2.0 + 0.6 * n)
+    ax = fig.add_subplot()
+    image = ax.imshow(report.confusion, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ticks = range(n)
+    ax.set_xticks(ticks, report.classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, report.classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    peak = max((max(row) for row in report.confusion), default=0)
+    for i, row in enumerate(report.confusion):
+        for j, value in enumerate(row):
+            colour = "white" if peak and value > peak / 2 else "black"
+            ax.text(j, i, str(value), ha="center", va="center", color=colour)
+    ax.set_title(f"confusion matrix (accuracy {report.metrics['accuracy']:.3f})")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def save_roc_curve(report: ClassificationReport, path: Path, positive: str) -> Path:
+    """The ROC curve of a binary model, with its area in the title."""
+    fig = _new_figure(4.5, 4.5)
+    ax = fig.add_subplot()
+    fpr = [p[0] for p in report.roc]
+    tpr = [p[1] for p in report.roc]
+    ax.plot(fpr, tpr, color="tab:blue", label=f"AUC {report.metrics['areaUnderROC']:.4f}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel(f"true positive rate (positive class: {positive})")
+    ax.set_title("ROC curve")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

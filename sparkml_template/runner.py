@@ -1,0 +1,101 @@
+"""The frame every entry point runs in: checks, Spark start-up, the MLflow run, exit codes.
+
+A user's mistake (``UserError``) becomes one line on stderr, exit code 2 (3 for the accuracy
+gate) and a run that ends FAILED with the message in a tag. Anything else is a bug: its traceback
+is kept, and the run still ends FAILED.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sparkml_template.errors import UserError
+from sparkml_template.project import param_specs, parse_params
+from sparkml_template.session import check_java, start_spark_in_background
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+APP_PREFIX = "pyspark-mlflow-template"
+
+
+@dataclass
+class RunContext:
+    """What an entry point's body gets: its typed params, Spark, and the MLflow run."""
+
+    entry_point: str
+    params: dict[str, Any]
+    spark: SparkSession
+    run_id: str
+    experiment_id: str
+    prepared: Any
+
+
+def _log_entry_params(run_id: str, entry_point: str, raw: dict[str, str]) -> None:
+    """Log the entry point's params unless ``mlflow run`` already did (it logs the same strings)."""
+    from mlflow.tracking import MlflowClient
+
+    from sparkml_template.tracking import log_batch
+
+    given = {
+        name: raw.get(name, "" if s.default is None else str(s.default))
+        for name, s in param_specs(entry_point).items()
+    }
+    logged = MlflowClient().get_run(run_id).data.params
+    missing = {k: v for k, v in given.items() if k not in logged}
+    if missing:
+        log_batch(run_id, params=missing)
+
+
+def _record_failure(message: str, run_id: str | None) -> None:
+    """End the run FAILED with the message as a tag; never raise (the line is already printed)."""
+    try:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        from sparkml_template.tracking import ERROR_TAG
+
+        run_id = run_id or os.environ.get("MLFLOW_RUN_ID")
+        client = MlflowClient()
+        if run_id is None:
+            run_id = mlflow.start_run().info.run_id
+            mlflow.end_run("FAILED")
+        client.set_tag(run_id, ERROR_TAG, message[:5000])
+        client.set_terminated(run_id, "FAILED")
+    except Exception:  # the tracking store itself may be the problem
+        pass
+
+
+def run_entry_point(
+    entry_point: str,
+    argv: list[str],
+    prepare: Callable[[dict[str, Any]], Any],
+    body: Callable[[RunContext], None],
+) -> int:
+    """Run ``body`` inside an MLflow run; return the process exit code."""
+    run_id: str | None = None
+    try:
+        check_java()
+        params, raw = parse_params(entry_point, argv)
+        prepared = prepare(params)
+        spark_future = start_spark_in_background(params["master"], f"{APP_PREFIX}:{entry_point}")
+        import mlflow  # imported while the JVM starts
+
+        with mlflow.start_run() as run:
+            run_id = run.info.run_id
+            _log_entry_params(run_id, entry_point, raw)
+            spark = spark_future.result()
+            body(RunContext(entry_point, params, spark, run_id, run.info.experiment_id, prepared))
+        return 0
+    except UserError as exc:
+        message = " ".join(str(exc).split())
+        print(f"{entry_point}: error: {message}", file=sys.stderr)
+        _record_failure(message, run_id)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _record_failure("interrupted", run_id)
+        return 130

@@ -1,0 +1,161 @@
+"""Finding Java and Spark, and getting the SparkSession an entry point runs on.
+
+Order matters here: Java is checked first (Spark's own error for a missing or old JVM is a long
+Py4J traceback), then Spark is located with findspark, and only then is a session created or,
+on Databricks or in a notebook, the active one reused untouched.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sparkml_template.errors import UserError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+MIN_JAVA = 17
+LOOPBACK = "127.0.0.1"
+
+
+def java_executable(env: dict[str, str] | None = None) -> str | None:
+    """The java Spark will launch: ``$JAVA_HOME/bin/java`` if set, else the first on PATH."""
+    env = os.environ if env is None else env
+    if env.get("JAVA_HOME"):
+        candidate = Path(env["JAVA_HOME"]) / "bin" / "java"
+        return str(candidate) if candidate.exists() else None
+    return shutil.which("java", path=env.get("PATH"))
+
+
+def parse_java_major(text: str) -> int | None:
+    """Major version from a ``release`` file or ``java -version`` output ("1.8.0_392" -> 8)."""
+    match = re.search(r'version "?(\d+)(?:\.(\d+))?', text) or re.search(
+        r'JAVA_VERSION="(\d+)(?:\.(\d+))?', text
+    )
+    if not match:
+        return None
+    major = int(match.group(1))
+    if major == 1 and match.group(2):
+        major = int(match.group(2))
+    return major
+
+
+def java_major_version(java: str) -> int | None:
+    """Read the JDK's ``release`` file (instant); run ``java -version`` only if there is none."""
+    release = Path(os.path.realpath(java)).parent.parent / "release"
+    if release.is_file():
+        found = parse_java_major(release.read_text(errors="replace"))
+        if found:
+            return found
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_java_major(out.stderr + out.stdout)
+
+
+def check_java(env: dict[str, str] | None = None) -> int:
+    """Fail with one line unless a Java 17+ runtime is there for Spark to launch."""
+    if "DATABRICKS_RUNTIME_VERSION" in (os.environ if env is None else env):
+        return MIN_JAVA  # the cluster's JVM is already running
+    java = java_executable(env)
+    if java is None:
+        raise UserError(
+            f"Java not found: Spark 4 needs Java {MIN_JAVA}+ (install a JDK, or set JAVA_HOME)"
+        )
+    major = java_major_version(java)
+    if major is None:
+        raise UserError(f"could not tell the version of {java}: Spark 4 needs Java {MIN_JAVA}+")
+    if major < MIN_JAVA:
+        raise UserError(
+            f"Java {major} found at {java}, but Spark 4 needs Java {MIN_JAVA}+ "
+            "(install a newer JDK, or point JAVA_HOME at one)"
+        )
+    return major
+
+
+def locate_spark() -> str:
+    """Make pyspark importable and return its Spark home.
+
+    ``SPARK_HOME`` wins (a user's own Spark install). Without it, a pip-installed pyspark is
+    used as it is: findspark would otherwise prefer a stray ``/opt/spark`` over it.
+    """
+    import findspark
+
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return os.environ.get("SPARK_HOME", "")
+    spark_home = os.environ.get("SPARK_HOME")
+    pip_pyspark = "pyspark" not in sys.modules and importlib.util.find_spec("pyspark")
+    if not spark_home and pip_pyspark:
+        import pyspark  # noqa: F401  -- makes findspark.find() pick this install
+
+    try:
+        findspark.init(spark_home or None)
+    except Exception as exc:  # findspark raises bare Exception/ValueError
+        hint = f"SPARK_HOME={spark_home} is not a Spark install" if spark_home else str(exc)
+        raise UserError(f"Spark not found: {hint} (pip install -r requirements.txt)") from None
+    return os.environ.get("SPARK_HOME", "")
+
+
+def is_local_master(master: str) -> bool:
+    """True for masters whose driver and executors all live on this machine."""
+    return master.startswith("local") or bool(
+        re.match(r"spark://(127\.\d+\.\d+\.\d+|localhost)(:\d+)?$", master)
+    )
+
+
+def session_conf(master: str, app_name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Spark conf for a session this template creates."""
+    conf = {
+        "spark.master": master,
+        "spark.app.name": app_name,
+        "spark.ui.showConsoleProgress": "false",
+        "spark.log.level": os.environ.get("SPARK_LOG_LEVEL", "WARN"),
+    }
+    if is_local_master(master):
+        # Keep the driver (and its UI and block manager) off public interfaces.
+        conf["spark.driver.host"] = LOOPBACK
+        conf["spark.driver.bindAddress"] = LOOPBACK
+    conf.update(extra or {})
+    return conf
+
+
+def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """The active SparkSession if there is one (Databricks, notebooks), else a new one."""
+    locate_spark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return SparkSession.builder.getOrCreate()  # the cluster's session; set nothing
+    conf = session_conf(master, app_name, extra_conf)
+    if is_local_master(master):
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    try:
+        return builder.getOrCreate()
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"could not start Spark with master {master!r}: {first}") from None
+
+
+def start_spark_in_background(
+    master: str, app_name: str, extra_conf: dict[str, str] | None = None
+) -> Future[SparkSession]:
+    """Start the JVM while the caller imports MLflow: the two take seconds each, and overlap."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
+    future = pool.submit(get_spark, master, app_name, extra_conf)
+    pool.shutdown(wait=False)
+    return future

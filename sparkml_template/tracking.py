@@ -1,0 +1,179 @@
+"""What a run records in MLflow, besides the Spark task metrics: params, tags, conf, lineage,
+evaluation artifacts and the model.
+
+Everything small is collected into dicts and sent in one ``log_batch`` call: each separate
+logging call is a round trip to the tracking store.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sparkml_template.redaction import redact_conf
+
+if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame, SparkSession
+
+    from sparkml_template.data import DataSource
+    from sparkml_template.metrics import ClassificationReport
+
+MODEL_ARTIFACT_PATH = "model"
+MODEL_TAG = "sparkml_template.model_artifact"  # set on runs that logged a model, for `evaluate`
+ERROR_TAG = "sparkml_template.error"
+MAX_PARAM_LENGTH = 6000
+
+
+def environment_tags(spark: SparkSession) -> dict[str, str]:
+    """Versions and placement of the run: what you need to reproduce or debug it."""
+    import mlflow
+    import pyspark
+
+    sc = spark.sparkContext
+    java_version = sc._jvm.java.lang.System.getProperty("java.version")  # type: ignore[union-attr]
+    return {
+        "spark.version": spark.version,
+        "pyspark.version": pyspark.__version__,
+        "java.version": str(java_version),
+        "python.version": platform.python_version(),
+        "mlflow.version": mlflow.__version__,
+        "spark.master": sc.master,
+        "spark.app_id": sc.applicationId,
+    }
+
+
+def redacted_spark_conf(spark: SparkSession) -> dict[str, str]:
+    """The effective Spark conf with secrets replaced, by Spark's own ``spark.redaction.regex``."""
+    conf = spark.sparkContext.getConf()
+    return redact_conf(conf.getAll(), conf.get("spark.redaction.regex", None))
+
+
+def stage_params(model: PipelineModel) -> dict[str, str]:
+    """Every param of every fitted stage, keyed ``Class.param`` (``Class_2.param`` if repeated)."""
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for stage in model.stages:
+        name = type(stage).__name__
+        seen[name] = seen.get(name, 0) + 1
+        prefix = name if seen[name] == 1 else f"{name}_{seen[name]}"
+        for param, value in stage.extractParamMap().items():
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            out[f"{prefix}.{param.name}"] = text[:MAX_PARAM_LENGTH]
+    return out
+
+
+def pip_requirements() -> list[str]:
+    """What a served copy of the model needs, pinned to the versions that trained it.
+
+    Passed explicitly: MLflow's inference would start a second Spark (~18 s) to find out.
+    """
+    import mlflow
+    import pandas
+    import pyspark
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"pyspark=={pyspark.__version__}",
+        f"pandas=={pandas.__version__}",
+    ]
+
+
+def log_batch(
+    run_id: str,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """One round trip for many values (the client splits over-long batches itself)."""
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+
+
+def log_dataset(df: DataFrame, source: DataSource, digest: str | None, context: str) -> None:
+    """Dataset lineage: source, schema and a digest of the data the run read."""
+    import mlflow
+
+    name = Path(source.uri.rstrip("/")).name or source.uri
+    if source.format == "table":
+        dataset = mlflow.data.from_spark(df, table_name=source.uri, name=name, digest=digest)
+    else:
+        dataset = mlflow.data.from_spark(df, path=source.uri, name=name, digest=digest)
+    mlflow.log_input(dataset, context=context)
+
+
+def log_json(obj: Any, artifact_file: str) -> None:
+    """A JSON artifact (through ``log_dict``, no temp files of ours)."""
+    import mlflow
+
+    mlflow.log_dict(obj, artifact_file)
+
+
+def log_evaluation_artifacts(report: ClassificationReport, prefix: str = "evaluation") -> None:
+    """Confusion matrix and ROC curve PNGs, and the per-class report (JSON and UI table)."""
+    import mlflow
+
+    from sparkml_template.plots import save_confusion_matrix, save_roc_curve
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        save_confusion_matrix(report, out / "confusion_matrix.png")
+        if report.roc:
+            save_roc_curve(report, out / "roc_curve.png", positive=report.classes[1])
+        (out / "per_class_report.json").write_text(
+            json.dumps(
+                {
+                    "classes": report.classes,
+                    "confusion": report.confusion,
+                    "per_class": report.per_class,
+                    "metrics": report.metrics,
+                },
+                indent=2,
+            )
+        )
+        mlflow.log_artifacts(tmp, prefix)
+    mlflow.log_table(
+        {
+            "class": list(report.per_class),
+            **{
+                key: [report.per_class[c][key] for c in report.per_class]
+                for key in ("precision", "recall", "f1", "support")
+            },
+        },
+        artifact_file=f"{prefix}/per_class_report_table.json",
+    )
+
+
+def log_spark_model(
+    model: PipelineModel,
+    example_input: Any,
+    example_output: Any,
+    registered_model_name: str | None,
+) -> ModelInfo:
+    """Log the fitted pipeline with a signature and input example (no requirement inference)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example_input, example_output)
+    return mlflow.spark.log_model(
+        model,
+        artifact_path=MODEL_ARTIFACT_PATH,
+        signature=signature,
+        input_example=example_input,
+        pip_requirements=pip_requirements(),
+        registered_model_name=registered_model_name or None,
+    )

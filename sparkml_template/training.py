@@ -1,0 +1,104 @@
+"""Training: read and validate the data, fit the pipeline, score the held-out split, log it all."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sparkml_template import tracking
+from sparkml_template.data import (
+    DatasetProfile,
+    DataSource,
+    content_digest,
+    profile_dataset,
+    read_source,
+    resolve_source,
+)
+from sparkml_template.errors import QualityGateError, UserError
+from sparkml_template.metrics import ClassificationReport, evaluate_predictions
+from sparkml_template.pipeline import PREDICTION, build_pipeline
+from sparkml_template.validation import validate_training_params
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame, SparkSession
+
+
+@dataclass
+class TrainingResult:
+    """What a training run produced, for callers that go on to evaluate or register."""
+
+    model: PipelineModel
+    profile: DatasetProfile
+    report: ClassificationReport
+    train: DataFrame
+    test: DataFrame
+    model_uri: str
+
+
+def prepare_training(params: dict[str, Any]) -> DataSource:
+    """Checks that need no Spark: parameter ranges and that local data exists."""
+    validate_training_params(params)
+    return resolve_source(params["data"])
+
+
+def fit_and_score(
+    spark: SparkSession, params: dict[str, Any], source: DataSource
+) -> tuple[PipelineModel, DatasetProfile, ClassificationReport, DataFrame, DataFrame, DataFrame]:
+    """The Spark part of training, with no MLflow in it (tests and benchmarks call it bare)."""
+    from pyspark.sql import functions as F
+
+    label = params["label"]
+    raw = read_source(spark, source).cache()  # read the file once: validation, fit and scoring
+    profile = profile_dataset(raw, label)
+    labelled = raw.where(F.col(label).isNotNull())
+    fraction = params["testFraction"]
+    train, test = labelled.randomSplit([1.0 - fraction, fraction], seed=params["seed"])
+    model = build_pipeline(profile, label, params).fit(train)
+    predictions = model.transform(test)
+    report = evaluate_predictions(predictions, label, profile.labels)
+    if report.rows == 0:
+        raise UserError(
+            f"the test split is empty: testFraction={fraction} of {profile.rows} rows; raise it"
+        )
+    return model, profile, report, train, test, predictions
+
+
+def run_training(
+    spark: SparkSession, params: dict[str, Any], source: DataSource, run_id: str
+) -> TrainingResult:
+    """Train and log params, metrics, tags, conf, lineage and the model to run ``run_id``."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(content_digest, source)  # hashes the file while Spark trains
+        model, profile, report, train, test, predictions = fit_and_score(spark, params, source)
+        data_digest = digest.result()
+
+    example = predictions.select(*profile.features, PREDICTION).limit(5).toPandas()
+    metrics = dict(report.metrics)
+    metrics["test_rows"] = report.rows
+    metrics["train_rows"] = profile.rows - profile.null_label_rows - report.rows
+    if profile.null_label_rows:
+        metrics["rows_dropped_null_label"] = profile.null_label_rows
+    tags = tracking.environment_tags(spark)
+    tags[tracking.MODEL_TAG] = tracking.MODEL_ARTIFACT_PATH
+    tags["data.uri"] = source.uri
+    if data_digest:
+        tags["data.digest"] = data_digest
+    tracking.log_batch(run_id, params=tracking.stage_params(model), metrics=metrics, tags=tags)
+    tracking.log_json(tracking.redacted_spark_conf(spark), "spark_conf.json")
+    tracking.log_dataset(train, source, data_digest, context="training")
+    info = tracking.log_spark_model(
+        model,
+        example_input=example[profile.features],
+        example_output=example[PREDICTION],
+        registered_model_name=params.get("registeredModelName"),
+    )
+    return TrainingResult(model, profile, report, train, test, info.model_uri)
+
+
+def check_min_accuracy(report: ClassificationReport, min_accuracy: float) -> None:
+    """The quality gate: raise (exit code 3) if accuracy is below the requested minimum."""
+    accuracy = report.metrics["accuracy"]
+    if accuracy < min_accuracy:
+        raise QualityGateError(f"accuracy {accuracy:.4f} is below minAccuracy {min_accuracy:.4f}")

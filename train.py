@@ -1,0 +1,14 @@
+"""`train` entry point: fit the pipeline, log params, metrics, lineage and the model."""
+
+import sys
+
+from sparkml_template.runner import RunContext, run_entry_point
+from sparkml_template.training import prepare_training, run_training
+
+
+def body(ctx: RunContext) -> None:
+    run_training(ctx.spark, ctx.params, ctx.prepared, ctx.run_id)
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry_point("train", sys.argv[1:], prepare_training, body))
