@@ -1,8 +1,8 @@
 """The Spark ML pipeline: the one place to edit when you bring your own model.
 
 Column names the rest of the template relies on are constants here. The label is indexed on the
-way in and mapped back on the way out, so ``prediction`` holds the original label strings (which
-is also what MLflow's pyfunc flavour returns when the model is served).
+way in (training only) and mapped back on the way out, so ``prediction`` holds the original label
+strings (which is also what MLflow's pyfunc flavour returns when the model is served).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pyspark.ml import Pipeline
+    from pyspark.ml import Pipeline, PipelineModel
 
     from sparkml_template.data import DatasetProfile
 
@@ -41,11 +41,9 @@ def build_pipeline(profile: DatasetProfile, label: str, params: dict[str, Any]) 
     )
 
     labels = profile.labels
+    # Only the training pipeline indexes the label; inference_model() drops this stage.
     stages: list[Any] = [
-        # "keep": evaluation data may carry labels the model never saw; they count as errors.
-        StringIndexerModel.from_labels(
-            labels, inputCol=label, outputCol=LABEL_INDEX, handleInvalid="keep"
-        )
+        StringIndexerModel.from_labels(labels, inputCol=label, outputCol=LABEL_INDEX)
     ]
     numeric = list(profile.numeric_features)
     assembled = list(numeric)
@@ -78,6 +76,21 @@ def build_pipeline(profile: DatasetProfile, label: str, params: dict[str, Any]) 
         IndexToString(inputCol=PREDICTION_INDEX, outputCol=PREDICTION, labels=labels),
     ]
     return Pipeline(stages=stages)
+
+
+def inference_model(fitted: PipelineModel) -> PipelineModel:
+    """The fitted pipeline without its label indexer: what is logged, served and evaluated.
+
+    Scoring data need not have a label, and evaluation data may hold classes the model never
+    saw (they count as errors); neither must reach an indexer fitted on the training labels.
+    """
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import StringIndexerModel
+
+    first = fitted.stages[0]
+    if isinstance(first, StringIndexerModel) and first.getOutputCol() == LABEL_INDEX:
+        return PipelineModel(fitted.stages[1:])
+    return fitted
 
 
 def model_labels(model: Any) -> list[str]:

@@ -154,7 +154,19 @@ def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = No
 def start_spark_in_background(
     master: str, app_name: str, extra_conf: dict[str, str] | None = None
 ) -> Future[SparkSession]:
-    """Start the JVM while the caller imports MLflow: the two take seconds each, and overlap."""
+    """Start the JVM while the caller imports MLflow: the two take seconds each, and overlap.
+
+    An already active session (a notebook's, the tests') is looked up in the calling thread:
+    PySpark's active session is thread-local.
+    """
+    if "pyspark" in sys.modules:
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            done: Future[SparkSession] = Future()
+            done.set_result(active)
+            return done
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
     future = pool.submit(get_spark, master, app_name, extra_conf)
     pool.shutdown(wait=False)

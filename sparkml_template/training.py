@@ -17,7 +17,8 @@ from sparkml_template.data import (
 )
 from sparkml_template.errors import QualityGateError, UserError
 from sparkml_template.metrics import ClassificationReport, evaluate_predictions
-from sparkml_template.pipeline import PREDICTION, build_pipeline
+from sparkml_template.pipeline import PREDICTION, build_pipeline, inference_model
+from sparkml_template.registry import register_training_run
 from sparkml_template.validation import validate_training_params
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def fit_and_score(
     labelled = raw.where(F.col(label).isNotNull())
     fraction = params["testFraction"]
     train, test = labelled.randomSplit([1.0 - fraction, fraction], seed=params["seed"])
-    model = build_pipeline(profile, label, params).fit(train)
+    model = inference_model(build_pipeline(profile, label, params).fit(train))
     predictions = model.transform(test)
     report = evaluate_predictions(predictions, label, profile.labels)
     if report.rows == 0:
@@ -94,6 +95,10 @@ def run_training(
         example_output=example[PREDICTION],
         registered_model_name=params.get("registeredModelName"),
     )
+    if info.registered_model_version is not None:  # description, lineage tags, @challenger
+        register_training_run(
+            params["registeredModelName"], info.registered_model_version, run_id, report
+        )
     return TrainingResult(model, profile, report, train, test, info.model_uri)
 
 
