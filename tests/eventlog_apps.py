@@ -1,0 +1,122 @@
+"""Real Spark applications that write event logs for the task-metrics tests.
+
+The test session's shared SparkSession has no event log (and is ``local[2]``), so these run in a
+subprocess: ``python tests/eventlog_apps.py OUT_DIR`` starts three SparkContexts one after the
+other (one JVM start) and writes ``OUT_DIR/manifest.json``:
+
+- ``rolling``: Spark 4's default log (rolling directory, zstd), with an untagged job from
+  "another run", a skewed job (one partition 10x the others), a shuffle and a DataFrame query;
+  a secret in the Hadoop conf that must never reach an artifact.
+- ``plain``: the same deterministic workload with ``spark.eventLog.rolling.enabled=false`` and
+  ``spark.eventLog.compress=false``.
+- ``retry``: master ``local[2,3]`` (3 attempts per task); partition 1 fails on attempt 0.
+
+``spark_apps`` (a session fixture) runs it once and hands the manifest to the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RUN_ID = "0123456789abcdef"
+OTHER_RUN_ID = "fedcba9876543210"
+SECRET = "s3cr3t-VALUE-4bX9"
+SKEW_ROWS = [4, 4, 4, 40]  # partition 3 is 10x the others
+SLEEP_PER_ROW_S = 0.05
+FAILING_PARTITION = 1
+
+
+def _slow_rows(index, _rows):
+    """Partition ``index`` yields SKEW_ROWS[index] rows, each costing the same time."""
+    for row in range(SKEW_ROWS[index]):
+        time.sleep(SLEEP_PER_ROW_S)
+        yield row
+
+
+def _fail_first_attempt(index, rows):
+    from pyspark import TaskContext
+
+    if index == FAILING_PARTITION and TaskContext.get().attemptNumber() == 0:
+        raise RuntimeError("deliberate failure on the first attempt")
+    return rows
+
+
+def _workload(spark, tag: str) -> dict:
+    """Jobs tagged as one run's, after one job of another run; returns what they computed."""
+    from sparkml_template.task_metrics import run_tag
+
+    sc = spark.sparkContext
+    sc.addJobTag(run_tag(OTHER_RUN_ID))
+    sc.parallelize(range(100), 3).sum()
+    sc.removeJobTag(run_tag(OTHER_RUN_ID))
+
+    sc.addJobTag(tag)
+    parts = len(SKEW_ROWS)
+    skewed = sc.parallelize(range(parts), parts).mapPartitionsWithIndex(_slow_rows).count()
+    pairs = sc.parallelize(range(10_000), 4).map(lambda x: (x % 7, 1))
+    counts = dict(pairs.reduceByKey(lambda a, b: a + b, 3).collect())
+    frame = spark.range(0, 50_000, numPartitions=4).selectExpr("id % 5 AS k", "id")
+    grouped = frame.groupBy("k").count().collect()
+    sc.removeJobTag(tag)
+    return {"skewed": skewed, "counts": len(counts), "groups": len(grouped)}
+
+
+def _session(master: str, log_dir: Path, extra: dict[str, str]):
+    from sparkml_template.session import get_spark
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": log_dir.as_uri(), **extra}
+    return get_spark(master, "eventlog-test-app", conf)
+
+
+def main(out: Path) -> None:
+    from sparkml_template.task_metrics import run_tag
+
+    tag = run_tag(RUN_ID)
+    manifest: dict[str, dict] = {}
+    apps = {
+        "rolling": ("local[2]", {"spark.hadoop.fs.s3a.secret.key": SECRET}),
+        "plain": (
+            "local[2]",
+            {"spark.eventLog.rolling.enabled": "false", "spark.eventLog.compress": "false"},
+        ),
+    }
+    for name, (master, extra) in apps.items():
+        spark = _session(master, out / name, extra)
+        result = _workload(spark, tag)
+        manifest[name] = {"app_id": spark.sparkContext.applicationId, "result": result}
+        spark.stop()
+
+    spark = _session("local[2,3]", out / "retry", {})
+    sc = spark.sparkContext
+    sc.addJobTag(tag)
+    total = sc.parallelize(range(1000), 4).mapPartitionsWithIndex(_fail_first_attempt).sum()
+    manifest["retry"] = {"app_id": sc.applicationId, "result": {"sum": total}}
+    spark.stop()
+    for name, entry in manifest.items():
+        entry["log_dir"] = str(out / name)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def run_apps(out: Path, python: str = sys.executable) -> dict:
+    """Run ``main`` in a subprocess (its own JVM) and return the manifest."""
+    proc = subprocess.run(
+        [python, str(Path(__file__)), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"event log apps failed:\n{proc.stderr[-4000:]}")
+    return json.loads((out / "manifest.json").read_text())
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(PROJECT_ROOT))
+    main(Path(sys.argv[1]))
