@@ -8,7 +8,8 @@ from sparkml_template import tracking
 from sparkml_template.data import DataSource, read_source, resolve_source
 from sparkml_template.errors import UserError
 from sparkml_template.metrics import ClassificationReport, evaluate_predictions
-from sparkml_template.pipeline import model_labels
+from sparkml_template.partition_metrics import prediction_partitions, record_partitions
+from sparkml_template.pipeline import PREDICTION, model_labels
 from sparkml_template.training import check_min_accuracy
 from sparkml_template.validation import validate_evaluation_params
 
@@ -83,6 +84,8 @@ def run_evaluation(
     report = evaluate_predictions(predictions, params["label"], model_labels(model))
     if report.rows == 0:
         raise UserError(f"no row of {source.uri} has a label in column {params['label']!r}")
+    label = params["label"]
+    record_partitions(run_id, "eval", prediction_partitions, predictions, label, PREDICTION)
     metrics = dict(report.metrics)
     metrics["eval_rows"] = report.rows
     tags = tracking.environment_tags(spark)

@@ -9,6 +9,7 @@ MLflow is only called on the driver, once per table, with every partition's valu
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 KEY, VALUE = "__key", "__value"
+_METRIC_UNSAFE = re.compile(r"[^\w\-. :/]")  # what MLflow refuses in a metric name
 _SCHEMA = "partition_id int, attempt int, key string, rows long, value long"
 
 
@@ -78,7 +80,8 @@ def training_partitions(df: DataFrame, label: str, features: list[str]) -> list[
         if r["key"] is None:
             row["null_label_rows"] += r["rows"]
         else:
-            row[f"label={r['key']}"] = row.get(f"label={r['key']}", 0) + r["rows"]
+            column = f"label_{_METRIC_UNSAFE.sub('_', r['key'])}"
+            row[column] = row.get(column, 0) + r["rows"]
     return _fill(table)
 
 
@@ -105,8 +108,8 @@ def prediction_partitions(predictions: DataFrame, label: str, prediction: str) -
 def _fill(table: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows sorted by partition with every column present (0 for a class a partition lacks)."""
     fixed = list(next(iter(table.values()), {}))
-    classes = sorted({c for row in table.values() for c in row if c.startswith("label=")})
-    columns = [c for c in fixed if not c.startswith("label=")] + classes
+    classes = sorted({c for row in table.values() for c in row if c.startswith("label_")})
+    columns = [c for c in fixed if not c.startswith("label_")] + classes
     return [{c: table[p].get(c, 0) for c in columns} for p in sorted(table)]
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sparkml_template.errors import UserError
 from sparkml_template.project import param_specs, parse_params
 from sparkml_template.session import check_java, start_spark_in_background
+from sparkml_template.task_capture import TaskCapture
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -82,14 +83,22 @@ def run_entry_point(
         check_java()
         params, raw = parse_params(entry_point, argv)
         prepared = prepare(params)
-        spark_future = start_spark_in_background(params["master"], f"{APP_PREFIX}:{entry_point}")
+        capture = TaskCapture()  # the event log dir must exist before the SparkContext starts
+        spark_future = start_spark_in_background(
+            params["master"], f"{APP_PREFIX}:{entry_point}", capture.spark_conf()
+        )
         import mlflow  # imported while the JVM starts
 
         with mlflow.start_run() as run:
             run_id = run.info.run_id
             _log_entry_params(run_id, entry_point, raw)
             spark = spark_future.result()
-            body(RunContext(entry_point, params, spark, run_id, run.info.experiment_id, prepared))
+            capture.begin(spark, run_id)
+            ctx = RunContext(entry_point, params, spark, run_id, run.info.experiment_id, prepared)
+            try:
+                body(ctx)
+            finally:
+                capture.finish()  # also after a failed body; never raises
         return 0
     except UserError as exc:
         message = " ".join(str(exc).split())

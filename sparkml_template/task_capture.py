@@ -38,7 +38,8 @@ FAILURES_TAG = "spark.task_failures"
 ARTIFACT_DIR = "spark"
 LOG_ROOT = Path(tempfile.gettempdir()) / "sparkml-template-eventlogs"
 MAX_UI_TABLE_ROWS = 10_000  # the CSV has every row; the UI table stays loadable
-STALE_AFTER_S = 7 * 24 * 3600
+STALE_AFTER_S = 30 * 24 * 3600
+MIN_AGE_S = 3600  # never race a run that is starting or just ended
 LISTENER_WAIT_MS = 10_000
 
 
@@ -58,14 +59,21 @@ def _env_float(name: str, default: float) -> float:
 
 
 def _clean_old_logs(root: Path) -> None:
-    """Remove earlier runs' log directories once their application has finished."""
+    """Remove earlier runs' log directories once their application has finished.
+
+    A directory with no log yet may belong to a run whose Spark is starting right now, and one
+    with an ``.inprogress`` file to a live application: both are left alone (unless abandoned
+    for weeks), and nothing younger than an hour is touched.
+    """
     if not root.is_dir():
         return
     now = time.time()
     for run_dir in root.iterdir():
         try:
-            live = any(p.name.endswith(".inprogress") for p in run_dir.rglob("*"))
-            if not live or now - run_dir.stat().st_mtime > STALE_AFTER_S:
+            files = [p for p in run_dir.rglob("*") if p.is_file()]
+            live = any(p.name.endswith(".inprogress") for p in files)
+            age = now - run_dir.stat().st_mtime
+            if age > MIN_AGE_S and ((files and not live) or age > STALE_AFTER_S):
                 shutil.rmtree(run_dir, ignore_errors=True)
         except OSError:
             continue

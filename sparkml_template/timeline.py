@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 MAX_BARS = 20_000  # beyond this the picture is a smear; the table has every task
 _FAILED = "#d62728"
+LEGEND_STAGES = 8
 
 
 def _slots(tasks: pd.DataFrame) -> tuple[list[int], list[str]]:
@@ -47,7 +48,7 @@ def save_task_timeline(tasks: pd.DataFrame, path: Path, title: str = "task timel
 
     shown = tasks.sort_values("launch_time").head(MAX_BARS).reset_index(drop=True)
     y, labels = _slots(shown)
-    fig = _new_figure(10, max(2.5, 1.2 + 0.35 * len(labels)))
+    fig = _new_figure(10, max(3.4, 1.2 + 0.35 * len(labels)))
     ax = fig.add_subplot()
     if shown.empty:
         ax.text(0.5, 0.5, "no tasks", ha="center", va="center", transform=ax.transAxes)
@@ -71,10 +72,12 @@ def save_task_timeline(tasks: pd.DataFrame, path: Path, title: str = "task timel
                 hatch="xx",
                 linewidth=1.5,
             )
-        handles = [Patch(color=colour[s], label=f"stage {s}") for s in stages[:12]]
+        handles = [Patch(color=colour[s], label=f"stage {s}") for s in stages[:LEGEND_STAGES]]
+        if len(stages) > LEGEND_STAGES:
+            handles.append(Patch(color="white", label=f"+{len(stages) - LEGEND_STAGES} more"))
         if failed.any():
             handles.append(Patch(facecolor="none", edgecolor=_FAILED, hatch="xx", label="failed"))
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first task started")
