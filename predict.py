@@ -1,0 +1,14 @@
+"""`predict` entry point: batch-score data with a logged model, write Parquet (or a table)."""
+
+import sys
+
+from sparkml_template.runner import RunContext, run_entry_point
+from sparkml_template.scoring import prepare_predict, run_predict
+
+
+def body(ctx: RunContext) -> None:
+    run_predict(ctx.spark, ctx.params, ctx.prepared, ctx.run_id, ctx.experiment_id)
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry_point("predict", sys.argv[1:], prepare_predict, body))

@@ -1,0 +1,14 @@
+"""`promote` entry point: move @champion to the candidate only if it beats the champion."""
+
+import sys
+
+from sparkml_template.promotion import prepare_promotion, run_promotion
+from sparkml_template.runner import RunContext, run_entry_point
+
+
+def body(ctx: RunContext) -> None:
+    run_promotion(ctx.spark, ctx.params, ctx.prepared, ctx.run_id)
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry_point("promote", sys.argv[1:], prepare_promotion, body))

@@ -1,0 +1,197 @@
+"""Batch scoring: a logged model over a table or files, written out with lineage columns.
+
+Scoring is the Spark model's own ``transform``, so it runs distributed on the executors (not
+row by row through pyfunc). The output keeps every input column (a label column, if present, is
+just another column) and adds the predicted label, the class probabilities as an array, which
+model made them and when.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from sparkml_template import tracking
+from sparkml_template.data import DataSource, read_source, resolve_source
+from sparkml_template.errors import UserError
+from sparkml_template.evaluation import load_model, newest_model_uri
+from sparkml_template.pipeline import PREDICTION, PROBABILITY
+from sparkml_template.registry import ResolvedModel, resolve_model_uri
+from sparkml_template.validation import validate_evaluation_params
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame, SparkSession
+
+MODEL_URI_COLUMN = "model_uri"
+MODEL_VERSION_COLUMN = "model_version"
+MODEL_RUN_ID_COLUMN = "model_run_id"
+SCORED_AT_COLUMN = "scored_at"
+ADDED_COLUMNS = (
+    PREDICTION,
+    PROBABILITY,
+    MODEL_URI_COLUMN,
+    MODEL_VERSION_COLUMN,
+    MODEL_RUN_ID_COLUMN,
+    SCORED_AT_COLUMN,
+)
+# `db.table` or `catalog.db.table`: a name with a dot but no slash and no file suffix.
+_TABLE_OUTPUT = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*){1,2}$")
+_FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".json", ".orc", ".avro", ".out", ".txt")
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no", ""}
+
+
+@dataclass(frozen=True)
+class PredictPlan:
+    """What ``predict`` will read and where it will write, checked before Spark starts."""
+
+    source: DataSource
+    output: str
+    output_is_table: bool
+    overwrite: bool
+
+
+def parse_flag(name: str, raw: str) -> bool:
+    """MLproject has no boolean type: accept true/false/1/0/yes/no."""
+    value = str(raw).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise UserError(f"{name} must be true or false, got {raw!r}")
+
+
+def is_table_output(output: str) -> bool:
+    """A bare ``db.table`` name is a table; any other output is a Parquet path or URI."""
+    return bool(_TABLE_OUTPUT.match(output)) and not output.lower().endswith(_FILE_SUFFIXES)
+
+
+def normalise_output(output: str) -> str:
+    """Local paths become absolute (so the run records where the files really are)."""
+    from pathlib import Path
+
+    scheme = urlparse(output).scheme
+    if scheme and len(scheme) > 1:
+        return output
+    return str(Path(output).expanduser().resolve())
+
+
+def prepare_predict(params: dict[str, Any]) -> PredictPlan:
+    """Checks that need no Spark: the flag, an output given, and not the input itself."""
+    validate_evaluation_params(params)
+    overwrite = parse_flag("overwrite", params["overwrite"])
+    output = params["output"].strip()
+    if not output:
+        raise UserError("output is empty: give a Parquet path/URI or a table name (db.table)")
+    source = resolve_source(params["data"])
+    table = is_table_output(output)
+    if not table:
+        output = normalise_output(output)
+    out, data = output.rstrip("/"), source.uri.rstrip("/")
+    if data == out or data.startswith(out + "/"):
+        raise UserError(f"output {output} holds the input data; write predictions elsewhere")
+    return PredictPlan(source, output, table, overwrite)
+
+
+def signature_columns(uri: str) -> list[str]:
+    """The input columns the model's signature declares (empty if it has no signature)."""
+    from mlflow.models import get_model_info
+
+    signature = get_model_info(uri).signature
+    return list(signature.inputs.input_names()) if signature is not None else []
+
+
+def check_input_columns(df: DataFrame, uri: str) -> None:
+    """Refuse data missing a signature column, or holding a column the output would add."""
+    missing = [c for c in signature_columns(uri) if c not in df.columns]
+    if missing:
+        raise UserError(f"the data lacks column(s) the model {uri} needs: {', '.join(missing)}")
+    clashing = [c for c in ADDED_COLUMNS if c in df.columns]
+    if clashing:
+        raise UserError(
+            f"the data already has column(s) predict adds: {', '.join(clashing)}; "
+            "rename or drop them first"
+        )
+
+
+def output_exists(spark: SparkSession, plan: PredictPlan) -> bool:
+    """Whether the output table or path exists (Hadoop's FileSystem: local, HDFS, S3, …)."""
+    if plan.output_is_table:
+        return spark.catalog.tableExists(plan.output)
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    path = jvm.org.apache.hadoop.fs.Path(plan.output)
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    return bool(path.getFileSystem(conf).exists(path))
+
+
+def predict_frame(
+    model: PipelineModel, df: DataFrame, resolved: ResolvedModel, scored_at: datetime
+) -> DataFrame:
+    """Input columns plus prediction, probability array and lineage columns (lazy)."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    return model.transform(df).select(
+        *[F.col(c) for c in df.columns],
+        F.col(PREDICTION),
+        vector_to_array(F.col(PROBABILITY)).alias(PROBABILITY),
+        F.lit(resolved.uri).alias(MODEL_URI_COLUMN),
+        F.lit(resolved.version).cast("string").alias(MODEL_VERSION_COLUMN),
+        F.lit(resolved.run_id).cast("string").alias(MODEL_RUN_ID_COLUMN),
+        F.lit(scored_at).cast("timestamp").alias(SCORED_AT_COLUMN),
+    )
+
+
+def write_predictions(spark: SparkSession, predictions: DataFrame, plan: PredictPlan) -> int:
+    """Write Parquet (or a table) and return the row count read back from what was written."""
+    from pyspark.errors import AnalysisException
+
+    mode = "overwrite" if plan.overwrite else "errorifexists"
+    try:
+        if plan.output_is_table:
+            predictions.write.mode(mode).saveAsTable(plan.output)
+            return spark.table(plan.output).count()
+        predictions.write.mode(mode).parquet(plan.output)
+        return spark.read.parquet(plan.output).count()
+    except AnalysisException as exc:  # e.g. created by someone else since output_exists
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"cannot write predictions to {plan.output}: {first}") from None
+
+
+def run_predict(
+    spark: SparkSession, params: dict[str, Any], plan: PredictPlan, run_id: str, experiment_id: str
+) -> dict[str, Any]:
+    """Score the data with the model and log counts and the output location to ``run_id``."""
+    if output_exists(spark, plan) and not plan.overwrite:
+        raise UserError(
+            f"output {plan.output} already exists; pass -P overwrite=true to replace it"
+        )
+    uri = params["modelUri"].strip() or newest_model_uri(experiment_id, exclude_run_id=run_id)
+    resolved = resolve_model_uri(uri)
+    df = read_source(spark, plan.source).cache()
+    check_input_columns(df, uri)
+    model = load_model(uri)
+    scored_at = datetime.now(UTC).replace(microsecond=0)
+    input_rows = df.count()
+    output_rows = write_predictions(spark, predict_frame(model, df, resolved, scored_at), plan)
+    df.unpersist()
+    tags = tracking.environment_tags(spark)
+    tags.update(
+        {
+            "predict.model_uri": uri,
+            "predict.model_version": resolved.version or "",
+            "predict.model_run_id": resolved.run_id or "",
+            "predict.output": plan.output,
+            "predict.output_format": "table" if plan.output_is_table else "parquet",
+            "predict.scored_at": scored_at.isoformat(),
+            "data.uri": plan.source.uri,
+        }
+    )
+    metrics = {"input_rows": input_rows, "output_rows": output_rows}
+    tracking.log_batch(run_id, metrics=metrics, tags=tags)
+    tracking.log_dataset(df, plan.source, None, context="scoring")
+    return {**metrics, "output": plan.output, "model_uri": uri, "scored_at": scored_at}

@@ -1,0 +1,14 @@
+"""`tune` entry point: grid search (nested child runs), then log and register the best model."""
+
+import sys
+
+from sparkml_template.runner import RunContext, run_entry_point
+from sparkml_template.tuning import prepare_tuning, run_tuning
+
+
+def body(ctx: RunContext) -> None:
+    run_tuning(ctx.spark, ctx.params, ctx.prepared, ctx.run_id)
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry_point("tune", sys.argv[1:], prepare_tuning, body))
