@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sparkml_template.errors import UserError
+from sparkml_template.preflight import (
+    TrackingServerUnreachableError,
+    check_master_reachable,
+    check_tracking_server,
+)
 from sparkml_template.project import param_specs, parse_params
 from sparkml_template.session import check_java, start_spark_in_background
 from sparkml_template.task_capture import TaskCapture
@@ -83,6 +88,8 @@ def run_entry_point(
         check_java()
         params, raw = parse_params(entry_point, argv)
         prepared = prepare(params)
+        check_tracking_server()  # seconds, where MLflow's retries would take minutes
+        check_master_reachable(params["master"])
         capture = TaskCapture()  # the event log dir must exist before the SparkContext starts
         spark_future = start_spark_in_background(
             params["master"], f"{APP_PREFIX}:{entry_point}", capture.spark_conf()
@@ -103,7 +110,8 @@ def run_entry_point(
     except UserError as exc:
         message = " ".join(str(exc).split())
         print(f"{entry_point}: error: {message}", file=sys.stderr)
-        _record_failure(message, run_id)
+        if not isinstance(exc, TrackingServerUnreachableError):  # nowhere to record it
+            _record_failure(message, run_id)
         return exc.exit_code
     except KeyboardInterrupt:
         _record_failure("interrupted", run_id)

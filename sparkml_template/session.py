@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 MIN_JAVA = 17
 LOOPBACK = "127.0.0.1"
+EXECUTOR_TIMEOUT_ENV = "SPARKML_EXECUTOR_TIMEOUT"
+DEFAULT_EXECUTOR_TIMEOUT_S = 120.0
 
 
 def java_executable(env: dict[str, str] | None = None) -> str | None:
@@ -141,14 +144,72 @@ def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = No
     conf = session_conf(master, app_name, extra_conf)
     if is_local_master(master):
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+        if master.startswith("spark://"):
+            # Executors on this machine run the driver's interpreter, not whatever python3 is.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
-        return builder.getOrCreate()
+        spark = builder.getOrCreate()
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"could not start Spark with master {master!r}: {first}") from None
+    if not master.startswith("local"):
+        wait_for_executors(spark, master)
+    return spark
+
+
+def executor_timeout(env: dict[str, str] | None = None) -> float:
+    """Seconds to wait for a cluster's first executor (``SPARKML_EXECUTOR_TIMEOUT``)."""
+    raw = (os.environ if env is None else env).get(EXECUTOR_TIMEOUT_ENV, "")
+    if not raw.strip():
+        return DEFAULT_EXECUTOR_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UserError(f"{EXECUTOR_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def wait_for_executors(spark: SparkSession, master: str, timeout: float | None = None) -> int:
+    """Return once an executor registered; stop Spark and fail if none does within ``timeout``.
+
+    Spark itself waits forever ("Initial job has not accepted any resources") when no worker can
+    host an executor of the requested size. With dynamic allocation from zero, executors only
+    come when a job asks, so there is nothing to wait for.
+    """
+    conf = spark.sparkContext.getConf()
+    dynamic = conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true"
+    floor = max(
+        int(conf.get("spark.dynamicAllocation.minExecutors", "0") or 0),
+        int(conf.get("spark.dynamicAllocation.initialExecutors", "0") or 0),
+    )
+    if dynamic and floor == 0:
+        return 0
+    timeout = executor_timeout() if timeout is None else timeout
+    jsc = spark.sparkContext._jsc.sc()  # type: ignore[union-attr]
+    deadline = time.monotonic() + timeout
+    while True:
+        executors = len(jsc.statusTracker().getExecutorInfos()) - 1  # the driver is listed too
+        if executors > 0:
+            return executors
+        if jsc.isStopped():
+            raise UserError(f"Spark stopped before any executor started on {master}; see its log")
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    memory = conf.get("spark.executor.memory", "1g")
+    cores = conf.get("spark.executor.cores", None)
+    spark.stop()
+    asks = f"spark.executor.memory={memory}" + (f", spark.executor.cores={cores}" if cores else "")
+    raise UserError(
+        f"no executor started on {master} within {timeout:g}s: each executor asks for {asks}, "
+        f"and no worker has that free (lower spark.executor.memory or give workers more memory), "
+        f"or the cluster is busy (wait longer with {EXECUTOR_TIMEOUT_ENV}=<seconds>)"
+    )
 
 
 def start_spark_in_background(
