@@ -131,6 +131,14 @@ def session_conf(master: str, app_name: str, extra: dict[str, str] | None = None
     return conf
 
 
+def _root_cause(exc: BaseException) -> str:
+    """One line for a failure to start: the JVM's exception, not Py4J's "error calling None"."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
     """The active SparkSession if there is one (Databricks, notebooks), else a new one."""
     locate_spark()
@@ -153,8 +161,8 @@ def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = No
     try:
         spark = builder.getOrCreate()
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"could not start Spark with master {master!r}: {first}") from None
+        cause = _root_cause(exc)
+        raise UserError(f"could not start Spark with master {master!r}: {cause}") from None
     if not master.startswith("local"):
         wait_for_executors(spark, master)
     return spark
