@@ -110,7 +110,8 @@ def iter_lines(path: Path, stats: ReadStats | None = None) -> Iterator[str]:
     """Every complete line of the log at ``path`` (file or rolling directory), decoded."""
     stats = stats if stats is not None else ReadStats()
     files = event_log_files(path)
-    stats.in_progress = any(p.name.endswith(IN_PROGRESS) for p in [path, *files])
+    marks = [path, *path.iterdir()] if path.is_dir() else [path]  # rolling: appstatus_*
+    stats.in_progress = any(p.name.endswith(IN_PROGRESS) for p in marks)
     for file in files:
         name = file.name.removesuffix(IN_PROGRESS)
         if name.endswith(_OTHER_CODECS):

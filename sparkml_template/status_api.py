@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from sparkml_template.task_metrics import NS_PER_MS, RunEvents, StageAttempt
+from sparkml_template.task_metrics import NS_PER_MS, RunEvents, StageAttempt, headline
 
 TIMEOUT_S = 10
 
@@ -46,7 +46,7 @@ def rest_task_row(task: dict[str, Any], stage_id: int, attempt: int, job_id: int
     duration = _n(task, "duration")
     status = str(task.get("status", "")).upper()
     local, remote = _n(sr, "localBytesRead"), _n(sr, "remoteBytesRead")
-    error = str(task.get("errorMessage") or "").strip()
+    error = headline(str(task.get("errorMessage") or ""))
     return {
         "job_id": job_id,
         "stage_id": stage_id,
@@ -87,7 +87,7 @@ def rest_task_row(task: dict[str, Any], stage_id: int, attempt: int, job_id: int
         "speculative": bool(task.get("speculative", False)),
         "locality": str(task.get("taskLocality", "")),
         "status": status,
-        "failure_reason": error.splitlines()[0][:1000] if error else "",
+        "failure_reason": error[:1000],
     }
 
 

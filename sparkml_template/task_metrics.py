@@ -99,10 +99,25 @@ def _num(d: dict[str, Any] | None, *names: str) -> int:
     return 0
 
 
+def headline(detail: str) -> str:
+    """The line of an error that says what went wrong: for a Python worker's traceback, its
+    last line ("RuntimeError: ..."), not "Traceback (most recent call last):"."""
+    lines = [line for line in str(detail).splitlines() if line.strip()]
+    if "Traceback (most recent call last)" in detail:
+        own = [
+            line.strip()
+            for line in lines
+            if not line.startswith((" ", "\t")) and not line.strip().startswith("SQLSTATE")
+        ]
+        if own:
+            return own[-1]
+    return lines[0].strip() if lines else ""
+
+
 def failure_text(reason: dict[str, Any]) -> str:
     """One line saying why a task attempt did not succeed."""
     kind = str(reason.get("Reason", "Unknown"))
-    detail = (
+    detail = headline(
         reason.get("Description")
         or reason.get("Kill Reason")
         or reason.get("Loss Reason")
@@ -111,8 +126,7 @@ def failure_text(reason: dict[str, Any]) -> str:
     )
     if reason.get("Class Name"):
         detail = f"{reason['Class Name']}: {detail}"
-    first = str(detail).strip().splitlines()[0] if str(detail).strip() else ""
-    return f"{kind}: {first}"[:1000] if first else kind
+    return f"{kind}: {detail}"[:1000] if detail else kind
 
 
 def task_row(event: dict[str, Any], job_id: int | None) -> dict[str, Any]:
@@ -204,27 +218,26 @@ class RunEvents:
     _latest_job: dict[int, int] = field(default_factory=dict)
 
     def feed(self, line: str) -> tuple[str, dict[str, Any] | None] | None:
-        """Take one line; return (line, parsed event or None) if it belongs in the run's log."""
+        """Take one line; return (line, parsed event or None) if it belongs in the run's log.
+
+        Spark writes compact JSON with "Event" first, so most lines are routed by their prefix
+        and only the run's are parsed; any other JSON layout is parsed first, then routed.
+        """
         if not line.strip():
             return None
-        name = event_name(line)
-        if name in STAGE_EVENTS:
-            key = _STAGE_KEY.search(line, 0, 300)
-            if key is None or (int(key.group(1)), int(key.group(2))) not in self.stages:
+        name, event = event_name(line), None
+        if name is None:
+            event = parse_event(line, self.stats)
+            if event is None:
                 return None
-            if name != "SparkListenerTaskEnd":
-                return line, None
-            event = _parse_task_end(line, self.stats)
-            if event is not None:
-                stage = self.stages[(event["Stage ID"], event["Stage Attempt ID"])]
-                self.tasks.append(task_row(event, stage.job_id))
-                self.last_time = max(self.last_time, self.tasks[-1]["finish_time"])
-            return (line, None) if event is not None else None
-        if name and name.startswith(_SQL) and name != SQL_START:
-            match = _EXECUTION_ID.search(line)
-            keep = match is not None and int(match.group(1)) in self.sql_executions
-            return (line, None) if keep else None
-        event = parse_event(line, self.stats)
+            name = event["Event"]
+        if name in STAGE_EVENTS:
+            return self._stage_event(name, line, event)
+        if name.startswith(_SQL) and name != SQL_START:
+            match = _EXECUTION_ID.search(line) if event is None else None
+            execution = int(match.group(1)) if match else (event or {}).get("executionId")
+            return (line, None) if execution in self.sql_executions else None
+        event = event if event is not None else parse_event(line, self.stats)
         if event is None:
             return None
         try:
@@ -232,6 +245,23 @@ class RunEvents:
         except (KeyError, TypeError, AttributeError):  # a known event missing its core fields
             self.stats.corrupt_lines += 1
             return None
+
+    def _stage_event(self, name: str, line: str, event: dict[str, Any] | None):
+        if event is None:
+            match = _STAGE_KEY.search(line, 0, 300)
+            key = (int(match.group(1)), int(match.group(2))) if match else None
+        else:
+            key = (event.get("Stage ID"), event.get("Stage Attempt ID"))
+        if key not in self.stages:
+            return None
+        if name != "SparkListenerTaskEnd":
+            return line, None
+        event = event if event is not None else _parse_task_end(line, self.stats)
+        if event is None:
+            return None
+        self.tasks.append(task_row(event, self.stages[key].job_id))
+        self.last_time = max(self.last_time, self.tasks[-1]["finish_time"])
+        return line, None
 
     def _dispatch(self, name: str, event: dict[str, Any], line: str):
         if name == "SparkListenerJobStart":

@@ -11,7 +11,7 @@ other (one JVM start) and writes ``OUT_DIR/manifest.json``:
   ``spark.eventLog.compress=false``.
 - ``retry``: master ``local[2,3]`` (3 attempts per task); partition 1 fails on attempt 0.
 
-``spark_apps`` (a session fixture) runs it once and hands the manifest to the tests.
+``shared_manifest`` runs it once per test session and hands the manifest to the tests.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = "0123456789abcdef"
 OTHER_RUN_ID = "fedcba9876543210"
 SECRET = "s3cr3t-VALUE-4bX9"
 SKEW_ROWS = [4, 4, 4, 40]  # partition 3 is 10x the others
-SLEEP_PER_ROW_S = 0.05
+SLEEP_PER_ROW_S = 0.075
 FAILING_PARTITION = 1
 
 
@@ -115,6 +117,34 @@ def run_apps(out: Path, python: str = sys.executable) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"event log apps failed:\n{proc.stderr[-4000:]}")
     return json.loads((out / "manifest.json").read_text())
+
+
+_MANIFESTS: dict[str, dict] = {}  # one run per test session, whichever module asks first
+
+
+def shared_manifest(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The manifest of the three applications (run once per test session, by whichever test
+    module's fixture asks first), with their event logs on disk."""
+    if "apps" not in _MANIFESTS:
+        _MANIFESTS["apps"] = run_apps(tmp_path_factory.mktemp("eventlog-apps"))
+    return _MANIFESTS["apps"]
+
+
+def app_log(manifest: dict, name: str) -> Path:
+    """The event log (rolling directory or single file) of one application."""
+    from sparkml_template.eventlog import locate_event_log
+
+    path = locate_event_log(manifest[name]["log_dir"], manifest[name]["app_id"])
+    assert path is not None, manifest[name]
+    return path
+
+
+def app_run(manifest: dict, name: str):
+    """The test run's part of one application's log (``RunEvents``)."""
+    from sparkml_template.task_capture import read_run_log
+    from sparkml_template.task_metrics import run_tag
+
+    return read_run_log(app_log(manifest, name), run_tag(RUN_ID))
 
 
 if __name__ == "__main__":
