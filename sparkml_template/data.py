@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
-NUMERIC_TYPES = ("byte", "short", "int", "bigint", "long", "float", "double", "decimal", "boolean")
-CATEGORICAL_TYPES = ("string", "varchar", "char")
 _FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".gz", ".parquet", ".json")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*){0,2}$")
 
@@ -112,14 +110,15 @@ def split_features(schema: StructType, label: str) -> tuple[list[str], list[str]
     names = [f.name for f in schema.fields]
     if label not in names:
         raise UserError(f"label column {label!r} is not in the data; columns: {', '.join(names)}")
+    from pyspark.sql.types import BooleanType, CharType, NumericType, StringType, VarcharType
+
     numeric, categorical = [], []
     for f in schema.fields:
         if f.name == label:
             continue
-        type_name = f.dataType.typeName()
-        if type_name in NUMERIC_TYPES:
+        if isinstance(f.dataType, NumericType | BooleanType):
             numeric.append(f.name)
-        elif type_name in CATEGORICAL_TYPES:
+        elif isinstance(f.dataType, StringType | VarcharType | CharType):
             categorical.append(f.name)
         else:
             raise UserError(

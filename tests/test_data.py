@@ -10,6 +10,7 @@ from sparkml_template.data import (
     profile_dataset,
     read_source,
     resolve_source,
+    split_features,
 )
 from sparkml_template.errors import UserError
 from sparkml_template.project import PROJECT_ROOT
@@ -116,3 +117,12 @@ def test_content_digest_follows_content(tmp_path):
     f.write_text("x,y\n2,a\n")
     assert content_digest(resolve_source(str(f))) != first
     assert content_digest(DataSource("s3a://b/k.csv", "csv")) is None
+
+
+def test_every_numeric_type_is_a_numeric_feature(spark):
+    df = spark.sql(
+        "select cast(1 as tinyint) a, cast(1 as smallint) b, 1 c, cast(1 as bigint) d,"
+        " cast(1 as float) e, 1.5d f, cast(1 as decimal(5,2)) g, true h, 'x' i, 'lbl' y"
+    )
+    numeric, categorical = split_features(df.schema, "y")
+    assert numeric == list("abcdefgh") and categorical == ["i"]
