@@ -1,0 +1,134 @@
+"""Wall-clock benchmark of the template against the code it replaces (issue 2's targets).
+
+Contenders, run alternately, each in a fresh process, ``--repeats`` times per dataset:
+  (1) plain   the same pipeline in plain PySpark, default SparkSession, no MLflow
+  (2) seed    plain PySpark + mlflow.pyspark.ml.autolog() + mlflow.spark.log_model with an
+              input example and inferred requirements (a typical starting script)
+  (3) run     `mlflow run . --env-manager local` — the template's main entry point
+on the shipped data and on a generated large dataset. Prints medians and the ratios (3)/(1)
+and (3)/(2) as a Markdown table, with the machine, and saves JSON under bench-results/.
+
+    python scripts/benchmark.py                  # 3 repeats, shipped data + 1 M rows
+    python scripts/benchmark.py --large-rows 0   # shipped data only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from make_large_dataset import make  # noqa: E402
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def commands(data: Path, tracking_uri: str, experiment_id: str) -> dict[str, list[str]]:
+    contender = str(ROOT / "scripts" / "bench" / "contender.py")
+    return {
+        "plain": [sys.executable, contender, "plain", str(data)],
+        "seed": [sys.executable, contender, "seed", str(data)],
+        "run": [
+            str(BIN / "mlflow"),
+            "run",
+            str(ROOT),
+            "--env-manager",
+            "local",
+            "--experiment-id",
+            experiment_id,
+            "-P",
+            f"data={data}",
+        ],
+    }
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
+    return elapsed
+
+
+def bench(data: Path, repeats: int, tmp: Path) -> dict[str, list[float]]:
+    import mlflow
+
+    uri = f"sqlite:///{tmp}/bench.db"
+    client = mlflow.MlflowClient(uri)  # creates the tables now, outside any timing
+    name = f"bench-{data.stem}"
+    experiment_id = client.create_experiment(name, artifact_location=(tmp / name).as_uri())
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_EXPERIMENT_ID": experiment_id,
+    }
+    cmds = commands(data, uri, experiment_id)
+    order = list(cmds)
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    timed(cmds["plain"], env)  # warm the OS page cache and the JVM's class data once
+    for i in range(repeats):
+        for key in order[i % 3 :] + order[: i % 3]:  # rotate who goes first
+            times[key].append(timed(cmds[key], env))
+            print(f"  {data.name} {key}: {times[key][-1]:.1f} s", file=sys.stderr)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--large-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    datasets = [ROOT / "data" / "breast_cancer.csv"]
+    if args.large_rows:
+        datasets.append(make(args.large_rows))
+    results = {"machine": machine(), "repeats": args.repeats, "datasets": {}}
+    lines = [
+        f"Machine: {results['machine']}; {args.repeats} runs each, medians, wall clock.",
+        "",
+        "| data | (1) plain PySpark | (2) autolog + log_model | (3) `mlflow run .` "
+        "| (3)/(1) | (3)/(2) |",
+        "|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for data in datasets:
+            times = bench(data, args.repeats, Path(tmp))
+            med = {k: statistics.median(v) for k, v in times.items()}
+            results["datasets"][data.name] = {"times": times, "median": med}
+            lines.append(
+                f"| {data.name} | {med['plain']:.1f} s | {med['seed']:.1f} s | {med['run']:.1f} s "
+                f"| {med['run'] / med['plain']:.2f} | {med['run'] / med['seed']:.2f} |"
+            )
+    print("\n".join(lines))
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
+        json.dumps(results, indent=2)
+    )
+
+
+if __name__ == "__main__":
+    main()
