@@ -74,11 +74,11 @@ def check_databricks_spec(spec: dict[str, Any], path: Path) -> None:
         raise UserError(f"{path} has no spark_version (a runtime key such as 17.3.x-scala2.13)")
 
 
-def _profile_of(tracking_uri: str) -> str:
+def _profile_of(tracking_uri: str, env: dict[str, str]) -> str:
     """The ~/.databrickscfg profile a ``databricks://profile`` tracking URI names."""
     parsed = urlparse(tracking_uri)
     name = parsed.netloc.split(":")[0] if parsed.scheme == "databricks" else ""
-    return name or os.environ.get("DATABRICKS_CONFIG_PROFILE") or "DEFAULT"
+    return name or env.get("DATABRICKS_CONFIG_PROFILE") or "DEFAULT"
 
 
 def databricks_host(tracking_uri: str, env: dict[str, str] | None = None) -> str:
@@ -101,7 +101,7 @@ def databricks_host(tracking_uri: str, env: dict[str, str] | None = None) -> str
             "(or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET)"
         )
     cfg_path = Path(env.get("DATABRICKS_CONFIG_FILE") or Path.home() / ".databrickscfg")
-    profile = _profile_of(tracking_uri)
+    profile = _profile_of(tracking_uri, env)
     parser = configparser.ConfigParser()
     try:
         parser.read(cfg_path, encoding="utf-8")
@@ -189,7 +189,9 @@ def prepare(sub: Submission, env: dict[str, str] | None = None) -> tuple[dict[st
             )
         return config, tracking_uri
     if sub.backend == "kubernetes":
-        return check_kubernetes_config(config, sub.backend_config), kubernetes_tracking_uri(env)
+        kubernetes_tracking_uri(env)  # what the pod gets; the run is created from here:
+        client_uri = (os.environ if env is None else env).get("MLFLOW_TRACKING_URI", "")
+        return check_kubernetes_config(config, sub.backend_config), client_uri
     raise UserError(f"unknown backend {sub.backend!r}; use databricks or kubernetes")
 
 
@@ -229,7 +231,8 @@ def submit(sub: Submission) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri)
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix=f"sparkml-template-{sub.backend}-") as tmp:
         staged = stage_variant(sub.backend, Path(tmp) / "project", image=sub.image)
         started = int(time.time() * 1000)
