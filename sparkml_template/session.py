@@ -91,10 +91,10 @@ def locate_spark() -> str:
     ``SPARK_HOME`` wins (a user's own Spark install). Without it, a pip-installed pyspark is
     used as it is: findspark would otherwise prefer a stray ``/opt/spark`` over it.
     """
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return os.environ.get("SPARK_HOME", "")  # the cluster's Spark; findspark never loaded
     import findspark
 
-    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
-        return os.environ.get("SPARK_HOME", "")
     spark_home = os.environ.get("SPARK_HOME")
     pip_pyspark = "pyspark" not in sys.modules and importlib.util.find_spec("pyspark")
     if not spark_home and pip_pyspark:

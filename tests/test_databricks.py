@@ -360,3 +360,29 @@ def test_databricks_submission_runs_the_job_and_reports_its_states(workspace):
     } <= called
     assert any(m == "POST" and p.startswith("/dbfs/mlflow-experiments/") for m, p, _ in ws.requests)
     assert ws.unhandled == []
+
+
+# --- the code on a Databricks cluster ----------------------------------------------------------
+
+
+def test_on_databricks_the_active_session_is_reused_without_findspark(spark, monkeypatch):
+    from sparkml_template.session import check_java, get_spark
+
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    monkeypatch.setenv("JAVA_HOME", "/nonexistent")  # the cluster's JVM runs already
+    monkeypatch.setitem(sys.modules, "findspark", None)  # importing it would now fail
+    check_java()
+    assert get_spark("yarn", "ignored") is spark  # the cluster's session; master not applied
+
+
+def test_dbfs_and_table_inputs_are_read_as_given(spark):
+    from sparkml_template.data import read_source, resolve_source
+
+    assert resolve_source("dbfs:/mnt/data/cancer.csv").format == "csv"
+    assert resolve_source("dbfs:/mnt/data/cancer.csv").uri == "dbfs:/mnt/data/cancer.csv"
+    spark.createDataFrame([(1.0, "a")], "x double, diagnosis string").createOrReplaceTempView(
+        "cancer_view"
+    )
+    source = resolve_source("cancer_view")
+    assert source.format == "table"
+    assert read_source(spark, source).count() == 1
