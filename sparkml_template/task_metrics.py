@@ -351,4 +351,5 @@ def collect_run_events(lines, tag: str | None, stats: ReadStats | None = None) -
 
 def application_end_line(timestamp: int) -> str:
     """The closing event a live application has not written yet (the History Server wants it)."""
-    return json.dumps({"Event": "SparkListenerApplicationEnd", "Timestamp": timestamp})
+    end = {"Event": "SparkListenerApplicationEnd", "Timestamp": timestamp}
+    return json.dumps(end, separators=(",", ":"))  # compact, as Spark writes

@@ -20,7 +20,15 @@ from sparkml_template import task_summary
 from sparkml_template.eventlog import ReadStats, iter_lines, read_events
 from sparkml_template.eventlog_copy import RunLogWriter, redact_event, secret_values
 from sparkml_template.redaction import REDACTED
-from sparkml_template.task_capture import read_run_log
+from sparkml_template.task_capture import (
+    FACTOR_ENV,
+    FAILURES_TAG,
+    MIN_MS_ENV,
+    SOURCE_TAG,
+    STRAGGLERS_TAG,
+    log_run_metrics,
+    read_run_log,
+)
 from sparkml_template.task_metrics import RunEvents, collect_run_events, run_tag
 
 # Task-table total -> Spark's accumulator(s) for the same stage total (CPU and write time in ns).
@@ -184,3 +192,24 @@ def test_an_empty_run_gives_empty_tables_not_errors():
     metrics = task_summary.run_metrics(tasks, stages, 0)
     assert metrics["tasks"] == 0 and "task_skew" not in metrics
     assert task_summary.find_stragglers(tasks).empty
+
+
+def test_stragglers_and_failures_are_flagged_on_the_run(
+    spark_apps, tracking, monkeypatch, tmp_path
+):
+    import mlflow
+
+    monkeypatch.setenv(FACTOR_ENV, "1.5")
+    monkeypatch.setenv(MIN_MS_ENV, "0")
+    client = tracking.client()
+    for app in ("rolling", "retry"):
+        with mlflow.start_run() as run:
+            (tmp_path / app).mkdir()
+            log_run_metrics(run.info.run_id, app_run(spark_apps, app), "event_log", tmp_path / app)
+        tags = client.get_run(run.info.run_id).data.tags
+        assert tags[SOURCE_TAG] == "event_log"
+        if app == "rolling":  # the skewed job; the retry app's timing is Python start-up noise
+            assert "> 1.5x stage median" in tags[STRAGGLERS_TAG]
+        assert tags.get(FAILURES_TAG) == ("1" if app == "retry" else None)
+        files = {a.path for a in client.list_artifacts(run.info.run_id, "spark")}
+        assert {"spark/stragglers.csv", "spark/failures.csv", "spark/timeline.png"} <= files

@@ -1,0 +1,147 @@
+"""Task metrics inside real runs: on a session someone else created (the test session's, which
+has no event log) through Spark's REST API, after a body that raised, per-partition data and
+accuracy, and end to end through `mlflow run` with the event log and its copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import zstandard
+from conftest import mlflow_run, only_run
+
+from sparkml_template.errors import UserError
+from sparkml_template.partition_metrics import (
+    log_partitions,
+    prediction_partitions,
+    training_partitions,
+)
+from sparkml_template.runner import RunContext, run_entry_point
+from sparkml_template.task_capture import SOURCE_TAG, TaskCapture
+from sparkml_template.training import prepare_training
+
+
+def _artifacts(client, run_id: str, path: str = "spark") -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id, path)}
+
+
+def test_a_shared_session_without_event_log_falls_back_to_the_rest_api(spark, tracking):
+    import mlflow
+
+    sc = spark.sparkContext
+    sc.parallelize(range(10), 2).count()  # before the run: not the run's
+    with mlflow.start_run() as run:
+        capture = TaskCapture(enabled=True)
+        capture.begin(spark, run.info.run_id)
+        assert sc.parallelize(range(1000), 3).map(lambda x: x % 4).distinct().count() == 4
+        capture.finish()
+    sc.parallelize(range(10), 2).count()  # after: not tagged any more
+    client = tracking.client()
+    data = client.get_run(run.info.run_id).data
+    assert data.tags[SOURCE_TAG] == "status_api"
+    assert data.metrics["spark/jobs"] == 1
+    assert data.metrics["spark/tasks"] == 3 + 3  # map side and reduce side of distinct()
+    assert data.metrics["spark/stages"] == 2
+    assert data.metrics["spark/shuffle_write_bytes"] == data.metrics["spark/shuffle_read_bytes"]
+    assert data.metrics["spark/shuffle_read_bytes"] > 0
+    files = _artifacts(client, run.info.run_id)
+    assert {"spark/tasks.csv", "spark/stages.csv", "spark/timeline.png"} <= files
+    assert "spark/eventlog" not in files  # nothing to copy without an event log
+    assert run_tag_removed(sc)
+
+
+def run_tag_removed(sc) -> bool:
+    return not any(t.startswith("mlflow-run-") for t in sc.getJobTags())
+
+
+def test_metrics_are_captured_when_the_body_raises(spark, tracking):
+    def body(ctx: RunContext) -> None:
+        ctx.spark.sparkContext.parallelize(range(100), 4).sum()
+        raise UserError("the body failed after one Spark job")
+
+    code = run_entry_point("train", ["--master", "local[2]"], prepare_training, body)
+    assert code == UserError.exit_code
+    run = only_run(tracking)
+    assert run.info.status == "FAILED"
+    assert run.data.metrics["spark/tasks"] == 4
+    assert run.data.metrics["spark/task_failures"] == 0
+    assert run.data.tags[SOURCE_TAG] == "status_api"
+    assert run_tag_removed(spark.sparkContext)
+
+
+def test_capture_problems_are_a_warning_never_an_exception(spark, capsys):
+    capture = TaskCapture(enabled=True)
+    capture.begin(spark, "no-such-run-id")
+    spark.sparkContext.parallelize(range(10), 2).count()
+    capture.finish()  # logging to a run that does not exist: warns, does not raise
+    assert "task metrics: not recorded" in capsys.readouterr().err
+    assert run_tag_removed(spark.sparkContext)
+    assert TaskCapture(enabled=False).spark_conf() == {}
+
+
+def test_per_partition_rows_labels_nulls_and_accuracy(spark, tracking):
+    import mlflow
+
+    rows = [(i, None if i % 10 == 0 else float(i), "a" if i < 30 else "b") for i in range(40)]
+    # partition 0 holds `rows`, partition 1 one row without a label
+    parts = spark.sparkContext.parallelize([rows, [(99, None, None)]], 2).flatMap(lambda p: p)
+    df = spark.createDataFrame(parts, "id int, x double, label string")
+    table = training_partitions(df, "label", ["id", "x"])
+    assert [r["partition_id"] for r in table] == [0, 1]
+    first, second = table
+    assert (first["rows"], first["label_a"], first["label_b"]) == (40, 30, 10)
+    assert (first["null_feature_cells"], first["null_label_rows"]) == (4, 0)
+    assert (second["rows"], second["null_label_rows"], second["label_a"]) == (1, 1, 0)
+
+    scored = spark.createDataFrame(
+        [("a", "a"), ("a", "b"), ("b", "b"), ("b", "b"), (None, "a")], "label string, p string"
+    ).coalesce(1)
+    (only,) = prediction_partitions(scored, "label", "p")
+    assert (only["rows"], only["correct"], only["accuracy"]) == (4, 3, 0.75)
+
+    with mlflow.start_run() as run:
+        log_partitions(run.info.run_id, "train", table)
+    client = tracking.client()
+    history = client.get_metric_history(run.info.run_id, "partition/train_rows")
+    assert sorted((m.step, m.value) for m in history) == [(0, 40.0), (1, 1.0)]
+    logged = client.download_artifacts(run.info.run_id, "spark/partitions/train.json")
+    columns = json.loads(Path(logged).read_text())["columns"]
+    assert columns[:3] == ["partition_id", "attempt", "rows"]
+
+
+@pytest.mark.cli
+def test_train_entry_point_logs_task_metrics_from_its_event_log(tracking, tmp_path):
+    secret = "Zx9-not-for-artifacts-77"
+    proc = mlflow_run(
+        tracking,
+        "-e",
+        "train",
+        "-P",
+        "master=local[2]",
+        env={
+            "PYSPARK_SUBMIT_ARGS": f"--conf spark.hadoop.fs.s3a.secret.key={secret} pyspark-shell",
+        },
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = only_run(tracking)
+    metrics, tags = run.data.metrics, run.data.tags
+    assert tags[SOURCE_TAG] == "event_log"
+    assert metrics["spark/tasks"] >= metrics["spark/stages"] >= 1
+    assert metrics["spark/jobs"] >= 1 and metrics["spark/executors"] == 1
+    assert metrics["spark/executor_run_time_ms"] > 0
+    assert "spark/stragglers" in metrics and "spark/task_duration_p95_ms" in metrics
+    assert "partition/train_rows" in metrics and "partition/test_accuracy" in metrics
+    client = tracking.client()
+    files = _artifacts(client, run.info.run_id)
+    assert {f"spark/{n}" for n in ("tasks.csv", "timeline.png", "stage_durations.png")} <= files
+    assert {"spark/tasks_table.json", "spark/stages_table.json", "spark/eventlog"} <= files
+    (log,) = _artifacts(client, run.info.run_id, "spark/eventlog")
+    local = client.download_artifacts(run.info.run_id, log, str(tmp_path))
+    text = zstandard.decompress(Path(local).read_bytes(), max_output_size=1 << 30).decode()
+    assert '"spark.hadoop.fs.s3a.secret.key"' in text and secret not in text
+    assert text.rstrip().splitlines()[-1].startswith('{"Event":"SparkListenerApplicationEnd"')
+    for artifact in client.list_artifacts(run.info.run_id, "spark"):
+        if not artifact.is_dir and artifact.path.endswith((".csv", ".json")):
+            path = client.download_artifacts(run.info.run_id, artifact.path, str(tmp_path))
+            assert secret not in Path(path).read_text(), artifact.path
