@@ -90,7 +90,7 @@ def candidate_uri(name: str, model_uri: str) -> str:
     return f"models:/{name}/{resolved.version}"
 
 
-def _score(spark: SparkSession, params: dict[str, Any], source: DataSource, model: Any, uri: str):
+def _score(spark: SparkSession, params: dict[str, Any], source: DataSource, model: Any):
     df, predictions = score(model, spark, params, source)
     report = evaluate_predictions(predictions, params["label"], model_labels(model))
     df.unpersist()
@@ -156,9 +156,9 @@ def run_promotion(
                 f"candidate {cand_uri} predicts {sorted(cand_labels)}; move @{CHAMPION} by hand "
                 "if the label set changed on purpose"
             )
-    reports = {"candidate": _score(spark, params, source, cand_model, cand_uri)}
+    reports = {"candidate": _score(spark, params, source, cand_model)}
     if champ_model is not None:
-        reports["champion"] = _score(spark, params, source, champ_model, champ_uri)
+        reports["champion"] = _score(spark, params, source, champ_model)
     decision = decide(
         reports["candidate"].metrics[GATE_METRIC],
         reports["champion"].metrics[GATE_METRIC] if "champion" in reports else None,

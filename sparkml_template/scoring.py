@@ -118,13 +118,20 @@ def check_input_columns(df: DataFrame, uri: str) -> None:
         )
 
 
+def refuse_existing(output: str) -> str:
+    return f"output {output} already exists; pass -P overwrite=true to replace it"
+
+
 def output_exists(spark: SparkSession, plan: PredictPlan) -> bool:
     """Whether the output table or path exists (Hadoop's FileSystem: local, HDFS, S3, …)."""
     if plan.output_is_table:
         return spark.catalog.tableExists(plan.output)
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    try:
+        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    except Exception:  # Spark Connect has no JVM here: the write's errorifexists mode still refuses
+        return False
     path = jvm.org.apache.hadoop.fs.Path(plan.output)
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     return bool(path.getFileSystem(conf).exists(path))
 
 
@@ -158,6 +165,8 @@ def write_predictions(spark: SparkSession, predictions: DataFrame, plan: Predict
         predictions.write.mode(mode).parquet(plan.output)
         return spark.read.parquet(plan.output).count()
     except AnalysisException as exc:  # e.g. created by someone else since output_exists
+        if "ALREADY_EXISTS" in str(exc):
+            raise UserError(refuse_existing(plan.output)) from None
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"cannot write predictions to {plan.output}: {first}") from None
 
@@ -167,9 +176,7 @@ def run_predict(
 ) -> dict[str, Any]:
     """Score the data with the model and log counts and the output location to ``run_id``."""
     if output_exists(spark, plan) and not plan.overwrite:
-        raise UserError(
-            f"output {plan.output} already exists; pass -P overwrite=true to replace it"
-        )
+        raise UserError(refuse_existing(plan.output))
     uri = params["modelUri"].strip() or newest_model_uri(experiment_id, exclude_run_id=run_id)
     resolved = resolve_model_uri(uri)
     df = read_source(spark, plan.source).cache()
