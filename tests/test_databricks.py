@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from conftest import PROJECT_ROOT, subprocess_env
@@ -328,14 +329,17 @@ def test_databricks_submission_runs_the_job_and_reports_its_states(workspace):
     assert good.returncode == 0, good_err[-3000:]
     runs = {r.data.params.get("maxIter"): r for r in client.search_runs([experiment_id])}
     run = runs["20"]
+    rid = run.info.run_id
     assert run.info.status == "FINISHED"
     assert run.data.params["maxIter"] == "20"
     assert run.data.metrics["accuracy"] > 0.8
     assert run.data.tags["mlflow.project.backend"] == "databricks"
     # The session is the cluster's (its conf), not one the template built from `master`.
     assert run.data.tags["spark.master"] == "local[2]"
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert "model" in artifacts
+    # The model the cluster logged (an MLflow 3 logged model, written where a cluster writes).
+    models = [m for m in client.search_logged_models([experiment_id]) if m.source_run_id == rid]
+    assert [m.name for m in models] == ["model"]
+    assert (Path(urlparse(models[0].artifact_location).path) / "MLmodel").is_file()
 
     assert bad.returncode == 2, bad_err[-3000:]
     assert bad_err.strip().splitlines()[-1].startswith("dispatch: error: databricks run failed")
