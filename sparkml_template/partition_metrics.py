@@ -140,6 +140,10 @@ def log_partitions(run_id: str, name: str, rows: list[dict[str, Any]]) -> None:
 
 def record_partitions(run_id: str, name: str, compute, *args) -> None:
     """Compute and log one per-partition table; a failure is a warning, never the run's end."""
+    from sparkml_template.task_capture import capture_enabled
+
+    if not capture_enabled():
+        return
     try:
         log_partitions(run_id, name, compute(*args))
     except Exception as exc:

@@ -25,6 +25,7 @@ from sparkml_template import task_summary
 from sparkml_template.eventlog import ReadStats, iter_lines, locate_event_log
 from sparkml_template.eventlog_copy import RunLogWriter, secret_values
 from sparkml_template.task_metrics import RunEvents, application_end_line, run_tag
+from sparkml_template.tracking import log_batch
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -121,10 +122,13 @@ class TaskCapture:
         if self.spark is None or self.run_id is None:
             return
         sc = self.spark.sparkContext
+        started = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory(prefix="sparkml-task-metrics-") as tmp:
                 run, source = self._collect(Path(tmp))
                 log_run_metrics(self.run_id, run, source, Path(tmp))
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            log_batch(self.run_id, metrics={"spark/capture_time_ms": elapsed_ms})
         except Exception as exc:
             warn(f"not recorded ({type(exc).__name__}: {str(exc).strip()[:300]})")
             _set_source(self.run_id, "none")
@@ -190,8 +194,6 @@ def _set_source(run_id: str, source: str) -> None:
 def log_run_metrics(run_id: str, run: RunEvents | None, source: str, out_dir: Path) -> None:
     """Tables, charts, ``spark/...`` metrics, straggler and failure tags, and the log copy."""
     from mlflow.tracking import MlflowClient
-
-    from sparkml_template.tracking import log_batch
 
     if run is None:
         _set_source(run_id, source)

@@ -129,8 +129,17 @@ def failure_text(reason: dict[str, Any]) -> str:
     return f"{kind}: {detail}"[:1000] if detail else kind
 
 
+def _ms(ns: Any) -> float:
+    return ns / NS_PER_MS if isinstance(ns, int | float) else 0.0
+
+
 def task_row(event: dict[str, Any], job_id: int | None) -> dict[str, Any]:
-    """One task attempt as a flat row in ms, bytes and counts (CPU and write time come in ns)."""
+    """One task attempt as a flat row in ms, bytes and counts (CPU and write time come in ns).
+
+    Plain ``dict.get`` with a default on purpose: this runs for every task (100 000 in the
+    benchmark); values of the wrong type are coerced to 0 once per column by ``tasks_frame``.
+    Where Spark versions named a field differently, both names are tried.
+    """
     info = event.get("Task Info") or {}
     m = event.get("Task Metrics") or {}
     sr = m.get("Shuffle Read Metrics") or {}
@@ -139,46 +148,46 @@ def task_row(event: dict[str, Any], job_id: int | None) -> dict[str, Any]:
     out = m.get("Output Metrics") or {}
     reason = event.get("Task End Reason") or {}
     ok = reason.get("Reason") == "Success"
-    launch, finish = _num(info, "Launch Time"), _num(info, "Finish Time")
-    local, remote = _num(sr, "Local Bytes Read"), _num(sr, "Remote Bytes Read")
+    launch, finish = info.get("Launch Time", 0), info.get("Finish Time", 0)
+    local, remote = sr.get("Local Bytes Read", 0), sr.get("Remote Bytes Read", 0)
     status = "SUCCESS" if ok else "KILLED" if info.get("Killed") else "FAILED"
     return {
         "job_id": job_id,
-        "stage_id": _num(event, "Stage ID"),
-        "stage_attempt": _num(event, "Stage Attempt ID"),
-        "task_id": _num(info, "Task ID"),
-        "partition_id": _num(info, "Partition ID", "Index"),
-        "attempt": _num(info, "Attempt"),
+        "stage_id": event.get("Stage ID", 0),
+        "stage_attempt": event.get("Stage Attempt ID", 0),
+        "task_id": info.get("Task ID", 0),
+        "partition_id": info.get("Partition ID", info.get("Index", 0)),
+        "attempt": info.get("Attempt", 0),
         "executor_id": str(info.get("Executor ID", "")),
         "host": str(info.get("Host", "")),
         "launch_time": launch,
         "finish_time": finish,
         "duration_ms": max(finish - launch, 0) if finish else 0,
-        "executor_run_time_ms": _num(m, "Executor Run Time"),
-        "executor_cpu_time_ms": _num(m, "Executor CPU Time") / NS_PER_MS,
-        "jvm_gc_time_ms": _num(m, "JVM GC Time"),
-        "executor_deserialize_time_ms": _num(m, "Executor Deserialize Time"),
-        "executor_deserialize_cpu_time_ms": _num(m, "Executor Deserialize CPU Time") / NS_PER_MS,
-        "result_serialization_time_ms": _num(m, "Result Serialization Time"),
-        "result_size_bytes": _num(m, "Result Size"),
-        "peak_execution_memory_bytes": _num(m, "Peak Execution Memory"),
-        "memory_bytes_spilled": _num(m, "Memory Bytes Spilled"),
-        "disk_bytes_spilled": _num(m, "Disk Bytes Spilled"),
-        "input_bytes": _num(inp, "Bytes Read"),
-        "input_records": _num(inp, "Records Read"),
+        "executor_run_time_ms": m.get("Executor Run Time", 0),
+        "executor_cpu_time_ms": _ms(m.get("Executor CPU Time", 0)),
+        "jvm_gc_time_ms": m.get("JVM GC Time", 0),
+        "executor_deserialize_time_ms": m.get("Executor Deserialize Time", 0),
+        "executor_deserialize_cpu_time_ms": _ms(m.get("Executor Deserialize CPU Time", 0)),
+        "result_serialization_time_ms": m.get("Result Serialization Time", 0),
+        "result_size_bytes": m.get("Result Size", 0),
+        "peak_execution_memory_bytes": m.get("Peak Execution Memory", 0),
+        "memory_bytes_spilled": m.get("Memory Bytes Spilled", 0),
+        "disk_bytes_spilled": m.get("Disk Bytes Spilled", 0),
+        "input_bytes": inp.get("Bytes Read", 0),
+        "input_records": inp.get("Records Read", 0),
         "shuffle_read_bytes": local + remote,
         "shuffle_local_bytes_read": local,
         "shuffle_remote_bytes_read": remote,
-        "shuffle_remote_bytes_read_to_disk": _num(sr, "Remote Bytes Read To Disk"),
-        "shuffle_read_records": _num(sr, "Total Records Read", "Records Read"),
-        "shuffle_local_blocks_fetched": _num(sr, "Local Blocks Fetched"),
-        "shuffle_remote_blocks_fetched": _num(sr, "Remote Blocks Fetched"),
-        "shuffle_fetch_wait_time_ms": _num(sr, "Fetch Wait Time"),
-        "shuffle_write_bytes": _num(sw, "Shuffle Bytes Written", "Bytes Written"),
-        "shuffle_write_records": _num(sw, "Shuffle Records Written", "Records Written"),
-        "shuffle_write_time_ms": _num(sw, "Shuffle Write Time", "Write Time") / NS_PER_MS,
-        "output_bytes": _num(out, "Bytes Written"),
-        "output_records": _num(out, "Records Written"),
+        "shuffle_remote_bytes_read_to_disk": sr.get("Remote Bytes Read To Disk", 0),
+        "shuffle_read_records": sr.get("Total Records Read", sr.get("Records Read", 0)),
+        "shuffle_local_blocks_fetched": sr.get("Local Blocks Fetched", 0),
+        "shuffle_remote_blocks_fetched": sr.get("Remote Blocks Fetched", 0),
+        "shuffle_fetch_wait_time_ms": sr.get("Fetch Wait Time", 0),
+        "shuffle_write_bytes": sw.get("Shuffle Bytes Written", sw.get("Bytes Written", 0)),
+        "shuffle_write_records": sw.get("Shuffle Records Written", sw.get("Records Written", 0)),
+        "shuffle_write_time_ms": _ms(sw.get("Shuffle Write Time", sw.get("Write Time", 0))),
+        "output_bytes": out.get("Bytes Written", 0),
+        "output_records": out.get("Records Written", 0),
         "speculative": bool(info.get("Speculative", False)),
         "locality": str(info.get("Locality", "")),
         "status": status,
@@ -259,7 +268,11 @@ class RunEvents:
         event = event if event is not None else _parse_task_end(line, self.stats)
         if event is None:
             return None
-        self.tasks.append(task_row(event, self.stages[key].job_id))
+        try:
+            self.tasks.append(task_row(event, self.stages[key].job_id))
+        except (TypeError, AttributeError):  # e.g. a timestamp that is not a number
+            self.stats.corrupt_lines += 1
+            return None
         self.last_time = max(self.last_time, self.tasks[-1]["finish_time"])
         return line, None
 
