@@ -21,7 +21,8 @@ from typing import IO, Any
 from sparkml_template.redaction import REDACTED, compile_redaction_regex, redact_conf
 
 _PROPERTY_MAPS = ("Properties", "modifiedConfigs")
-_MIN_SECRET_LENGTH = 4  # shorter values would rewrite innocent text
+_MIN_SECRET_LENGTH = 8  # shorter values would rewrite innocent text ("true", ports, ...)
+_NOT_SECRET = re.compile(r"^(true|false|none|null|[\d.:]+)$", re.IGNORECASE)
 
 
 def secret_values(
@@ -33,7 +34,8 @@ def secret_values(
     regex = compile_redaction_regex(pattern)
     env = os.environ if environ is None else environ
     found = {v for k, v in [*conf, *env.items()] if v and regex.search(k)}
-    return sorted((v for v in found if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
+    secrets = (v for v in found if len(v) >= _MIN_SECRET_LENGTH and not _NOT_SECRET.match(v))
+    return sorted(secrets, key=len, reverse=True)
 
 
 def _redact_map(value: Any, pattern: str | None) -> Any:
@@ -58,6 +60,14 @@ def redact_event(event: dict[str, Any], pattern: str | None = None) -> dict[str,
     return out
 
 
+def _still_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
 class RunLogWriter:
     """Writes kept lines to ``<dir>/eventlog/<appId>.zstd``, redacted, literal secrets scrubbed."""
 
@@ -72,6 +82,7 @@ class RunLogWriter:
         self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 -- closed in close()
         self._stream = zstandard.ZstdCompressor(level=3).stream_writer(self._file)
         self.lines = 0
+        self.dropped = 0
         self.has_end = False
 
     def write(self, line: str, event: dict[str, Any] | None) -> None:
@@ -81,7 +92,10 @@ class RunLogWriter:
         ):
             line = json.dumps(redact_event(event, self._pattern), separators=(",", ":"))
         if self._scrub is not None:
-            line = self._scrub.sub(REDACTED, line)
+            line, found = self._scrub.subn(REDACTED, line)
+            if found and not _still_json(line):
+                self.dropped += 1  # the value was part of the JSON's structure: drop the event
+                return
         self.has_end |= line.startswith('{"Event":"SparkListenerApplicationEnd"')
         self._stream.write(line.encode("utf-8") + b"\n")
         self.lines += 1

@@ -62,9 +62,9 @@ def _env_float(name: str, default: float) -> float:
 def _clean_old_logs(root: Path) -> None:
     """Remove earlier runs' log directories once their application has finished.
 
-    A directory with no log yet may belong to a run whose Spark is starting right now, and one
-    with an ``.inprogress`` file to a live application: both are left alone (unless abandoned
-    for weeks), and nothing younger than an hour is touched.
+    Nothing younger than an hour is touched (a run may be starting its Spark right now), and a
+    directory with an ``.inprogress`` file belongs to a live application unless abandoned for
+    weeks.
     """
     if not root.is_dir():
         return
@@ -74,7 +74,7 @@ def _clean_old_logs(root: Path) -> None:
             files = [p for p in run_dir.rglob("*") if p.is_file()]
             live = any(p.name.endswith(".inprogress") for p in files)
             age = now - run_dir.stat().st_mtime
-            if age > MIN_AGE_S and ((files and not live) or age > STALE_AFTER_S):
+            if age > MIN_AGE_S and (not live or age > STALE_AFTER_S):
                 shutil.rmtree(run_dir, ignore_errors=True)
         except OSError:
             continue
@@ -135,6 +135,9 @@ class TaskCapture:
         finally:
             with contextlib.suppress(Exception):
                 sc.removeJobTag(run_tag(self.run_id))
+            with contextlib.suppress(OSError):
+                if self.log_dir is not None and not any(self.log_dir.iterdir()):
+                    self.log_dir.rmdir()  # the session was not ours: Spark never used it
 
     def _collect(self, out_dir: Path) -> tuple[RunEvents | None, str]:
         sc = self.spark.sparkContext  # type: ignore[union-attr]

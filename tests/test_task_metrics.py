@@ -213,3 +213,12 @@ def test_stragglers_and_failures_are_flagged_on_the_run(
         assert tags.get(FAILURES_TAG) == ("1" if app == "retry" else None)
         files = {a.path for a in client.list_artifacts(run.info.run_id, "spark")}
         assert {"spark/stragglers.csv", "spark/failures.csv", "spark/timeline.png"} <= files
+
+
+def test_only_real_looking_secret_values_are_scrubbed_from_lines():
+    conf = [("a.token.enabled", "true"), ("b.secret.port", "12345678"), ("c.password", "pw-1")]
+    conf.append(("d.password", "longer-secret-1"))
+    assert secret_values(conf, environ={"MY_API_TOKEN": "tok-abcdefgh"}) == [
+        "longer-secret-1",
+        "tok-abcdefgh",
+    ]
