@@ -212,6 +212,8 @@ def test_image_builds_and_runs_an_entry_point(staged, tmp_path):
     uri = "sqlite:////store/mlflow.db"
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     experiment_id = client.create_experiment("k8s", artifact_location="file:///store/artifacts")
+    for path in store.iterdir():
+        path.chmod(0o666)  # the SQLite file this process made, for the container's uid 1000
     project = load_project(str(project_dir))
     (command,) = get_entry_point_command(project, "train", {"maxIter": "5"}, None)
     env = ["-e", f"MLFLOW_TRACKING_URI={uri}", "-e", f"MLFLOW_EXPERIMENT_ID={experiment_id}"]
