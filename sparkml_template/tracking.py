@@ -27,6 +27,8 @@ MODEL_ARTIFACT_PATH = "model"
 MODEL_TAG = "sparkml_template.model_artifact"  # set on runs that logged a model, for `evaluate`
 ERROR_TAG = "sparkml_template.error"
 MAX_PARAM_LENGTH = 6000
+# How SQLite, PostgreSQL and MySQL word a unique-constraint violation.
+_DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
 
 
 def environment_tags(spark: SparkSession) -> dict[str, str]:
@@ -113,7 +115,14 @@ def log_dataset(df: DataFrame, source: DataSource, digest: str | None, context: 
         dataset = mlflow.data.from_spark(df, table_name=source.uri, name=name, digest=digest)
     else:
         dataset = mlflow.data.from_spark(df, path=source.uri, name=name, digest=digest)
-    mlflow.log_input(dataset, context=context)
+    try:
+        mlflow.log_input(dataset, context=context)
+    except mlflow.exceptions.MlflowException as exc:
+        # The server looks the dataset up, then inserts it: two runs logging the same data at
+        # once race, and the loser gets a unique-constraint error. Again, it finds the row.
+        if not any(text in str(exc) for text in _DUPLICATE_ROW):
+            raise
+        mlflow.log_input(dataset, context=context)
 
 
 def log_json(obj: Any, artifact_file: str) -> None:

@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT, SHIPPED_DATA, Tracking, mlflow_run, only_run, subprocess_env
 
+from sparkml_template.errors import UserError
+from sparkml_template.preflight import check_master_reachable
+from sparkml_template.session import executor_timeout
 from sparkml_template.tracking import ERROR_TAG
 
 WORKERS = 2
@@ -224,3 +227,13 @@ def test_unreachable_master_fails_before_spark_starts(tracking):
     run = only_run(tracking)
     assert run.info.status == "FAILED"
     assert "is unreachable" in run.data.tags[ERROR_TAG]
+
+
+def test_master_urls_checked_before_spark_starts(cluster):
+    closed = free_port()
+    # A standby list is reachable when any of its masters is.
+    check_master_reachable(f"spark://127.0.0.1:{closed},{cluster.master_url[len('spark://') :]}")
+    with pytest.raises(UserError, match="expected spark://host:port"):
+        check_master_reachable("spark://127.0.0.1")
+    with pytest.raises(UserError, match="SPARKML_EXECUTOR_TIMEOUT must be a positive number"):
+        executor_timeout({"SPARKML_EXECUTOR_TIMEOUT": "soon"})
