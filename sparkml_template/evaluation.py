@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sparkml_template import tracking
-from sparkml_template.data import DataSource, read_source, resolve_source
+from sparkml_template.data import DataSource, content_digest, read_source, resolve_source
 from sparkml_template.errors import UserError
 from sparkml_template.metrics import ClassificationReport, evaluate_predictions
 from sparkml_template.partition_metrics import prediction_partitions, record_partitions
@@ -91,9 +91,12 @@ def run_evaluation(
     tags = tracking.environment_tags(spark)
     tags["evaluated_model_uri"] = uri
     tags["data.uri"] = source.uri
+    digest = content_digest(source)
+    if digest:
+        tags["data.digest"] = digest
     tracking.log_batch(run_id, metrics=metrics, tags=tags)
     tracking.log_json(tracking.redacted_spark_conf(spark), "spark_conf.json")
-    tracking.log_dataset(df, source, None, context="evaluation")
+    tracking.log_dataset(df, source, digest, context="evaluation")
     tracking.log_evaluation_artifacts(report)
     check_min_accuracy(report, params["minAccuracy"])
     return report
