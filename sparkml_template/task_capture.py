@@ -224,7 +224,7 @@ def log_run_metrics(run_id: str, run: RunEvents | None, source: str, out_dir: Pa
         from sparkml_template.timeline import save_stage_durations, save_task_timeline
 
         save_task_timeline(tasks, out_dir / "timeline.png", title=f"tasks of run {run_id[:8]}")
-        save_stage_durations(tasks, out_dir / "stage_durations.png")
+        save_stage_durations(stages, out_dir / "stage_durations.png")
     log_batch(run_id, metrics={f"spark/{k}": v for k, v in metrics.items()}, tags=tags)
     client = MlflowClient()
     client.log_artifacts(run_id, str(out_dir), ARTIFACT_DIR)

@@ -13,9 +13,9 @@ from conftest import mlflow_run, only_run
 
 from sparkml_template.errors import UserError
 from sparkml_template.partition_metrics import (
+    data_partitions,
     log_partitions,
     prediction_partitions,
-    training_partitions,
 )
 from sparkml_template.runner import RunContext, run_entry_point
 from sparkml_template.task_capture import SOURCE_TAG, TaskCapture
@@ -87,7 +87,7 @@ def test_per_partition_rows_labels_nulls_and_accuracy(spark, tracking):
     # partition 0 holds `rows`, partition 1 one row without a label
     parts = spark.sparkContext.parallelize([rows, [(99, None, None)]], 2).flatMap(lambda p: p)
     df = spark.createDataFrame(parts, "id int, x double, label string")
-    table = training_partitions(df, "label", ["id", "x"])
+    table = data_partitions(df, "label", ["id", "x"])
     assert [r["partition_id"] for r in table] == [0, 1]
     first, second = table
     assert (first["rows"], first["label_a"], first["label_b"]) == (40, 30, 10)
@@ -99,6 +99,7 @@ def test_per_partition_rows_labels_nulls_and_accuracy(spark, tracking):
     ).coalesce(1)
     (only,) = prediction_partitions(scored, "label", "p")
     assert (only["rows"], only["correct"], only["accuracy"]) == (4, 3, 0.75)
+    assert only["attempt"] == 0  # from TaskContext on the executor
 
     with mlflow.start_run() as run:
         log_partitions(run.info.run_id, "train", table)
@@ -107,7 +108,7 @@ def test_per_partition_rows_labels_nulls_and_accuracy(spark, tracking):
     assert sorted((m.step, m.value) for m in history) == [(0, 40.0), (1, 1.0)]
     logged = client.download_artifacts(run.info.run_id, "spark/partitions/train.json")
     columns = json.loads(Path(logged).read_text())["columns"]
-    assert columns[:3] == ["partition_id", "attempt", "rows"]
+    assert columns[:2] == ["partition_id", "rows"] and "label_a" in columns
 
 
 @pytest.mark.cli
@@ -131,7 +132,8 @@ def test_train_entry_point_logs_task_metrics_from_its_event_log(tracking, tmp_pa
     assert metrics["spark/jobs"] >= 1 and metrics["spark/executors"] == 1
     assert metrics["spark/executor_run_time_ms"] > 0
     assert "spark/stragglers" in metrics and "spark/task_duration_p95_ms" in metrics
-    assert "partition/train_rows" in metrics and "partition/test_accuracy" in metrics
+    assert metrics["partition/data_rows"] == 569  # the shipped data: one partition
+    assert metrics["partition/data_label_benign"] == 357
     client = tracking.client()
     files = _artifacts(client, run.info.run_id)
     assert {f"spark/{n}" for n in ("tasks.csv", "timeline.png", "stage_durations.png")} <= files
