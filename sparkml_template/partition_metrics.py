@@ -82,13 +82,14 @@ def data_partitions(df: DataFrame, label: str, features: list[str]) -> list[dict
         .agg(F.count(F.lit(1)).alias("rows"), F.sum(nulls).alias("value"))
         .collect()
     )
-    table: dict[int, dict[str, Any]] = {}
+
+    def empty(pid: int) -> dict[str, Any]:
+        return {"partition_id": pid, "rows": 0, "null_feature_cells": 0, "null_label_rows": 0}
+
+    # An empty partition has no group: list every partition (planning only, no job).
+    table = {pid: empty(pid) for pid in range(df.rdd.getNumPartitions())}
     for r in counts:
-        row = table.setdefault(
-            r["partition_id"],
-            {"partition_id": r["partition_id"], "rows": 0, "null_feature_cells": 0,
-             "null_label_rows": 0},
-        )  # fmt: skip
+        row = table.setdefault(r["partition_id"], empty(r["partition_id"]))
         row["rows"] += r["rows"]
         row["null_feature_cells"] += r["value"]
         if r["key"] is None:

@@ -84,12 +84,14 @@ def test_per_partition_rows_labels_nulls_and_accuracy(spark, tracking):
     import mlflow
 
     rows = [(i, None if i % 10 == 0 else float(i), "a" if i < 30 else "b") for i in range(40)]
-    # partition 0 holds `rows`, partition 1 one row without a label
-    parts = spark.sparkContext.parallelize([rows, [(99, None, None)]], 2).flatMap(lambda p: p)
+    # partition 0 holds `rows`, partition 1 nothing, partition 2 one row without a label
+    data = [rows, [], [(99, None, None)]]
+    parts = spark.sparkContext.parallelize(data, 3).flatMap(lambda p: p)
     df = spark.createDataFrame(parts, "id int, x double, label string")
     table = data_partitions(df, "label", ["id", "x"])
-    assert [r["partition_id"] for r in table] == [0, 1]
-    first, second = table
+    assert [r["partition_id"] for r in table] == [0, 1, 2]
+    first, empty, second = table
+    assert (empty["rows"], empty["label_a"]) == (0, 0)
     assert (first["rows"], first["label_a"], first["label_b"]) == (40, 30, 10)
     assert (first["null_feature_cells"], first["null_label_rows"]) == (4, 0)
     assert (second["rows"], second["null_label_rows"], second["label_a"]) == (1, 1, 0)
@@ -105,7 +107,7 @@ def test_per_partition_rows_labels_nulls_and_accuracy(spark, tracking):
         log_partitions(run.info.run_id, "train", table)
     client = tracking.client()
     history = client.get_metric_history(run.info.run_id, "partition/train_rows")
-    assert sorted((m.step, m.value) for m in history) == [(0, 40.0), (1, 1.0)]
+    assert sorted((m.step, m.value) for m in history) == [(0, 40.0), (1, 0.0), (2, 1.0)]
     logged = client.download_artifacts(run.info.run_id, "spark/partitions/train.json")
     columns = json.loads(Path(logged).read_text())["columns"]
     assert columns[:2] == ["partition_id", "rows"] and "label_a" in columns
