@@ -22,7 +22,7 @@ LABEL = "diagnosis"
 
 def make(rows: int, seed: int = 7) -> Path:
     """Write the dataset (once; an existing file of that size is reused) and return its path."""
-    out = ROOT / "bench-data" / f"breast_cancer_{rows}.parquet"
+    out = ROOT / "bench-data" / f"breast_cancer_{rows}_rg.parquet"
     if out.exists():
         return out
     rng = np.random.default_rng(seed)
@@ -33,7 +33,9 @@ def make(rows: int, seed: int = 7) -> Path:
     frame = features + noise
     frame[LABEL] = picked[LABEL].values
     out.parent.mkdir(exist_ok=True)
-    frame.to_parquet(out, index=False)
+    # Row groups of 64k rows: Spark splits a file at row-group boundaries only, and one group
+    # would leave every core but one idle.
+    frame.to_parquet(out, index=False, row_group_size=65_536)
     return out
 
 

@@ -35,6 +35,16 @@ class DataSource:
     local_path: Path | None = None
 
 
+@dataclass(frozen=True)
+class PartitionCount:
+    """Rows of one label class (None: no label) in one partition, and their null feature cells."""
+
+    partition_id: int
+    label: str | None
+    rows: int
+    null_feature_cells: int
+
+
 @dataclass
 class DatasetProfile:
     """What the validation job found: sizes, label classes, and per-feature null counts."""
@@ -45,6 +55,8 @@ class DatasetProfile:
     numeric_features: list[str]
     categorical_features: list[str]
     non_null: dict[str, int] = field(default_factory=dict)
+    partitions: list[PartitionCount] = field(default_factory=list)
+    num_partitions: int = 0
 
     @property
     def labels(self) -> list[str]:
@@ -131,7 +143,11 @@ def split_features(schema: StructType, label: str) -> tuple[list[str], list[str]
 
 
 def profile_dataset(df: DataFrame, label: str) -> DatasetProfile:
-    """Validate ``df`` for training in one Spark job and describe it."""
+    """Validate ``df`` for training in one Spark job and describe it.
+
+    The group-by is per partition and label class, so the same job also gives the
+    per-partition data metrics (rows, classes, null cells) that task capture logs.
+    """
     from pyspark.sql import functions as F
 
     numeric, categorical = split_features(df.schema, label)
@@ -140,16 +156,25 @@ def profile_dataset(df: DataFrame, label: str) -> DatasetProfile:
     aggregates = [F.count(F.lit(1)).alias("__rows")] + [
         F.count(F.col(name)).alias(f"__nn{i}") for i, name in enumerate(features)
     ]
-    rows = df.groupBy(label_str.alias("__label")).agg(*aggregates).collect()
+    keys = [F.spark_partition_id().alias("__partition"), label_str.alias("__label")]
+    rows = df.groupBy(*keys).agg(*aggregates).collect()
 
     label_counts: dict[str, int] = {}
     null_label_rows = 0
     non_null = dict.fromkeys(features, 0)
+    partitions = []
     for row in rows:
+        filled = sum(row[f"__nn{i}"] for i in range(len(features)))
+        partitions.append(
+            PartitionCount(
+                row["__partition"], row["__label"], row["__rows"],
+                row["__rows"] * len(features) - filled,
+            )
+        )  # fmt: skip
         if row["__label"] is None:
-            null_label_rows = row["__rows"]
+            null_label_rows += row["__rows"]
             continue
-        label_counts[row["__label"]] = row["__rows"]
+        label_counts[row["__label"]] = label_counts.get(row["__label"], 0) + row["__rows"]
         for i, name in enumerate(features):
             non_null[name] += row[f"__nn{i}"]
     profile = DatasetProfile(
@@ -159,6 +184,8 @@ def profile_dataset(df: DataFrame, label: str) -> DatasetProfile:
         numeric_features=numeric,
         categorical_features=categorical,
         non_null=non_null,
+        partitions=sorted(partitions, key=lambda p: (p.partition_id, p.label or "")),
+        num_partitions=df.rdd.getNumPartitions(),  # planning only, no job
     )
     _check_profile(profile, label)
     return profile

@@ -75,10 +75,7 @@ def run_training(
         digest = pool.submit(content_digest, source)  # hashes the file while Spark trains
         model, profile, report, train, test, predictions = fit_and_score(spark, params, source)
         data_digest = digest.result()
-    label = params["label"]
-    # On the cached input (a cache hit, ~1 s on 1 M rows); the split's partitions are its own.
-    data = read_source(spark, source)
-    record_partitions(run_id, "data", data_partitions, data, label, profile.features)
+    record_partitions(run_id, "data", data_partitions, profile)
 
     example = predictions.select(*profile.features, PREDICTION).limit(5).toPandas()
     metrics = dict(report.metrics)

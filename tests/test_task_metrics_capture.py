@@ -11,6 +11,7 @@ import pytest
 import zstandard
 from conftest import mlflow_run, only_run
 
+from sparkml_template.data import profile_dataset
 from sparkml_template.errors import UserError
 from sparkml_template.partition_metrics import (
     data_partitions,
@@ -88,7 +89,7 @@ def test_per_partition_rows_labels_nulls_and_accuracy(spark, tracking):
     data = [rows, [], [(99, None, None)]]
     parts = spark.sparkContext.parallelize(data, 3).flatMap(lambda p: p)
     df = spark.createDataFrame(parts, "id int, x double, label string")
-    table = data_partitions(df, "label", ["id", "x"])
+    table = data_partitions(profile_dataset(df, "label"))
     assert [r["partition_id"] for r in table] == [0, 1, 2]
     first, empty, second = table
     assert (empty["rows"], empty["label_a"]) == (0, 0)
