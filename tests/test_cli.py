@@ -18,11 +18,23 @@ pytestmark = pytest.mark.cli
 FAKE_SECRET = "FAKE-s3a-SECRET-0123456789"
 
 
-def _artifact_files(tracking, run_id: str) -> list[Path]:
+def _artifact_files(tracking, run_id: str, model: bool = False) -> list[Path]:
+    """The run's artifacts, plus (``model=True``) those of the MLflow 3 logged model it made.
+
+    ``runs:/<id>/model`` resolves to the logged model through the default tracking URI.
+    """
     import mlflow
 
     local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, tracking_uri=tracking.uri))
-    return [p for p in local.rglob("*") if p.is_file()]
+    files = [p for p in local.rglob("*") if p.is_file()]
+    if model:
+        mlflow.set_tracking_uri(tracking.uri)
+        try:
+            where = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model"))
+        finally:
+            mlflow.set_tracking_uri(None)
+        files += [p for p in where.rglob("*") if p.is_file()]
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +87,7 @@ def test_main_run_logs_lineage_and_artifacts(main_run):
     assert dataset_input.dataset.source_type == "spark"
     assert "breast_cancer.csv" in dataset_input.dataset.source
     assert dataset_input.dataset.digest == run.data.tags["data.digest"]
-    names = {p.name for p in _artifact_files(tracking, run.info.run_id)}
+    names = {p.name for p in _artifact_files(tracking, run.info.run_id, model=True)}
     for name in (
         "spark_conf.json",
         "MLmodel",
@@ -92,7 +104,7 @@ def test_fake_secret_never_reaches_the_artifact_store(main_run):
     import json
 
     tracking, run, _ = main_run
-    files = _artifact_files(tracking, run.info.run_id)
+    files = _artifact_files(tracking, run.info.run_id, model=True)
     conf_file = next(p for p in files if p.name == "spark_conf.json")
     conf = json.loads(conf_file.read_text())
     assert conf["spark.hadoop.fs.s3a.secret.key"] == REDACTED
