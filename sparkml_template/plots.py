@@ -7,7 +7,7 @@ from pathlib import Path
 from sparkml_template.metrics import ClassificationReport
 
 
-def _new_figure(width: float, height: float):
+def new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -19,7 +19,7 @@ def _new_figure(width: float, height: float):
 def save_confusion_matrix(report: ClassificationReport, path: Path) -> Path:
     """Counts per (actual, predicted) class, darker for larger counts."""
     n = len(report.classes)
-    fig = _new_figure(2.5 + 0.6 * n, 2.0 + 0.6 * n)
+    fig = new_figure(2.5 + 0.6 * n, 2.0 + 0.6 * n)
     ax = fig.add_subplot()
     image = ax.imshow(report.confusion, cmap="Blues")
     fig.colorbar(image, ax=ax)
@@ -41,7 +41,7 @@ def save_confusion_matrix(report: ClassificationReport, path: Path) -> Path:
 
 def save_roc_curve(report: ClassificationReport, path: Path, positive: str) -> Path:
     """The ROC curve of a binary model, with its area in the title."""
-    fig = _new_figure(4.5, 4.5)
+    fig = new_figure(4.5, 4.5)
     ax = fig.add_subplot()
     fpr = [p[0] for p in report.roc]
     tpr = [p[1] for p in report.roc]

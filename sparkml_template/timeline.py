@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sparkml_template.plots import _new_figure
+from sparkml_template.plots import new_figure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +48,7 @@ def save_task_timeline(tasks: pd.DataFrame, path: Path, title: str = "task timel
 
     shown = tasks.sort_values("launch_time").head(MAX_BARS).reset_index(drop=True)
     y, labels = _slots(shown)
-    fig = _new_figure(10, max(3.4, 1.2 + 0.35 * len(labels)))
+    fig = new_figure(10, max(3.4, 1.2 + 0.35 * len(labels)))
     ax = fig.add_subplot()
     if shown.empty:
         ax.text(0.5, 0.5, "no tasks", ha="center", va="center", transform=ax.transAxes)
@@ -90,7 +90,7 @@ def save_task_timeline(tasks: pd.DataFrame, path: Path, title: str = "task timel
 def save_stage_durations(stages: pd.DataFrame, path: Path) -> Path:
     """Per stage attempt: median task duration as a bar, the slowest task as a red tick, so a
     stage with one slow task (skew, a straggler) stands out. Takes ``stage_summary``'s table."""
-    fig = _new_figure(max(5.0, 1.0 + 0.18 * len(stages)), 4)
+    fig = new_figure(max(5.0, 1.0 + 0.18 * len(stages)), 4)
     ax = fig.add_subplot()
     shown = stages.dropna(subset=["duration_p50_ms"]) if len(stages) else stages
     if len(shown):

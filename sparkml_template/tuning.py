@@ -18,7 +18,7 @@ from sparkml_template import tracking
 from sparkml_template.data import DataSource, profile_dataset, read_source, resolve_source
 from sparkml_template.errors import UserError
 from sparkml_template.pipeline import LABEL_INDEX, PREDICTION_INDEX, build_pipeline
-from sparkml_template.plots import _new_figure
+from sparkml_template.plots import new_figure
 from sparkml_template.training import TrainingResult, run_training
 from sparkml_template.validation import validate_training_params
 
@@ -126,7 +126,7 @@ def search_grid(
 
 def save_grid_plot(rows: list[dict[str, float]], path: Path) -> Path:
     """The metric against regParam, one line per elasticNetParam (error bars: fold std)."""
-    fig = _new_figure(6.0, 4.0)
+    fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
     regs = sorted({r["regParam"] for r in rows})
     for net in sorted({r["elasticNetParam"] for r in rows}):
