@@ -86,10 +86,23 @@ def test_train_registers_a_described_tagged_challenger(registry):
     assert f"`{run.info.run_id}`" in version.description
     assert version.tags["data.digest"] == run.data.tags["data.digest"]
     assert json.loads(version.tags["labels"]) == ["benign", "malignant"]
-    # MLflow records the checkout's commit on any run started from a git working tree
-    assert version.tags["git.commit"] == run.data.tags["mlflow.source.git.commit"]
     newest = client.get_model_version_by_alias(NAME, "challenger").version
     assert newest == versions["other_labels"]
+
+
+def test_version_carries_the_git_commit_mlflow_run_recorded(registry, monkeypatch):
+    """`mlflow run` creates the run with mlflow.source.git.commit, then starts the entry point
+    with MLFLOW_RUN_ID; the same here, in-process (MLflow's own git detection for in-process
+    runs is cached per process and depends on sys.argv[0], so it is not relied on)."""
+    tracking, _ = registry
+    client = tracking.client()
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    run = client.create_run(tracking.experiment_id, tags={"mlflow.source.git.commit": commit})
+    monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
+    assert str(train_registered(tracking, f"{NAME}-git", "--maxIter", "5")) == "1"
+    version = client.get_model_version(f"{NAME}-git", "1")
+    assert version.run_id == run.info.run_id
+    assert version.tags["git.commit"] == commit
 
 
 def test_first_model_ever_becomes_champion(registry):
