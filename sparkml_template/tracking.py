@@ -184,7 +184,8 @@ def log_spark_model(
 
     signature = infer_signature(example_input, example_output)
     return Model.log(
-        artifact_path=MODEL_ARTIFACT_PATH,
+        artifact_path=None,  # deprecated in MLflow 3: the logged model's name is what resolves
+        name=MODEL_ARTIFACT_PATH,  # runs:/<run id>/model
         flavor=mlflow.spark,
         spark_model=model,
         signature=signature,
