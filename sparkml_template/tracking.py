@@ -106,8 +106,28 @@ def log_batch(
     )
 
 
-def log_dataset(df: DataFrame, source: DataSource, digest: str | None, context: str) -> None:
-    """Dataset lineage: source, schema and a digest of the data the run read."""
+def _known_size(dataset: Any, rows: int | None) -> Any:
+    """The dataset with a profile we already know (or none) instead of MLflow's own.
+
+    ``SparkDataset.profile`` runs an approximate count through Python workers over every row
+    (``df.rdd``), blocking up to 5 s and leaving the job running: measured 5.1 s on 1 M rows.
+    """
+    from mlflow.data.spark_dataset import SparkDataset
+
+    class _SizedSparkDataset(SparkDataset):
+        @property
+        def profile(self) -> Any:
+            return None if rows is None else {"num_rows": rows}
+
+    return _SizedSparkDataset(
+        df=dataset.df, source=dataset.source, name=dataset.name, digest=dataset.digest
+    )
+
+
+def log_dataset(
+    df: DataFrame, source: DataSource, digest: str | None, context: str, rows: int | None = None
+) -> None:
+    """Dataset lineage: source, schema, a digest of the data the run read, its size if known."""
     import mlflow
 
     name = Path(source.uri.rstrip("/")).name or source.uri
@@ -115,6 +135,7 @@ def log_dataset(df: DataFrame, source: DataSource, digest: str | None, context: 
         dataset = mlflow.data.from_spark(df, table_name=source.uri, name=name, digest=digest)
     else:
         dataset = mlflow.data.from_spark(df, path=source.uri, name=name, digest=digest)
+    dataset = _known_size(dataset, rows)
     try:
         mlflow.log_input(dataset, context=context)
     except mlflow.exceptions.MlflowException as exc:

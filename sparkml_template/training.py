@@ -90,7 +90,9 @@ def run_training(
         tags["data.digest"] = data_digest
     tracking.log_batch(run_id, params=tracking.stage_params(model), metrics=metrics, tags=tags)
     tracking.log_json(tracking.redacted_spark_conf(spark), "spark_conf.json")
-    tracking.log_dataset(train, source, data_digest, context="training")
+    tracking.log_dataset(
+        train, source, data_digest, context="training", rows=int(metrics["train_rows"])
+    )
     info = tracking.log_spark_model(
         model,
         example_input=example[profile.features],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -87,6 +88,8 @@ def test_main_run_logs_lineage_and_artifacts(main_run):
     assert dataset_input.dataset.source_type == "spark"
     assert "breast_cancer.csv" in dataset_input.dataset.source
     assert dataset_input.dataset.digest == run.data.tags["data.digest"]
+    # the exact training row count, not MLflow's approximate count over Python workers
+    assert json.loads(dataset_input.dataset.profile) == {"num_rows": run.data.metrics["train_rows"]}
     names = {p.name for p in _artifact_files(tracking, run.info.run_id, model=True)}
     for name in (
         "spark_conf.json",
