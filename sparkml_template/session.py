@@ -131,6 +131,20 @@ def session_conf(master: str, app_name: str, extra: dict[str, str] | None = None
     return conf
 
 
+def _add_class_cache(conf: dict[str, str]) -> None:
+    """Map the driver JVM's class-data archive if one was built (see ``jvm_cache``)."""
+    from sparkml_template import jvm_cache
+
+    key = "spark.driver.extraJavaOptions"
+    if "-XX:SharedArchiveFile" in conf.get(key, "") or "-XX:ArchiveClassesAtExit" in conf.get(
+        key, ""
+    ):
+        return
+    options = jvm_cache.driver_java_options(java_executable(), os.environ.get("SPARK_HOME", ""))
+    if options:
+        conf[key] = f"{options} {conf.get(key, '')}".strip()
+
+
 def _root_cause(exc: BaseException) -> str:
     """One line for a failure to start: the JVM's exception, not Py4J's "error calling None"."""
     java = getattr(exc, "java_exception", None)
@@ -150,6 +164,7 @@ def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = No
     if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         return SparkSession.builder.getOrCreate()  # the cluster's session; set nothing
     conf = session_conf(master, app_name, extra_conf)
+    _add_class_cache(conf)
     if is_local_master(master):
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         if master.startswith("spark://"):

@@ -18,8 +18,16 @@ SHIPPED_DATA = PROJECT_ROOT / "data" / "breast_cancer.csv"
 
 @pytest.fixture(scope="session")
 def spark():
-    """The test session's SparkSession (2 local cores), created by the template's own code."""
+    """The test session's SparkSession (2 local cores), created by the template's own code.
+
+    The driver JVM's class-data archive is built first if missing (as `make setup` does), so
+    the tests run on the start-up path users get.
+    """
+    from sparkml_template import jvm_cache
     from sparkml_template.session import get_spark
+
+    if jvm_cache.enabled():
+        jvm_cache.build()
 
     session = get_spark("local[2]", "pyspark-mlflow-template-tests")
     yield session
