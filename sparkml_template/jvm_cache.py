@@ -100,13 +100,20 @@ def _maps(archive: Path) -> bool:
         "SparkSession.builder.master('local[1]')"
         ".config('spark.driver.extraJavaOptions', sys.argv[1]).getOrCreate().stop()"
     )
-    options = f"-XX:SharedArchiveFile={archive} -Xshare:on {QUIET}"
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", probe, options], capture_output=True, timeout=300
+    with tempfile.TemporaryDirectory() as scratch:  # a crash's hs_err log goes here, not cwd
+        options = (
+            f"-XX:SharedArchiveFile={archive} -Xshare:on {QUIET} "
+            f"-XX:ErrorFile={scratch}/hs_err_%p.log"
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", probe, options],
+                capture_output=True,
+                timeout=300,
+                cwd=scratch,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
     return out.returncode == 0
 
 
