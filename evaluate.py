@@ -3,7 +3,7 @@
 import sys
 
 from sparkml_template.evaluation import prepare_evaluation, run_evaluation
-from sparkml_template.runner import RunContext, run_entry_point
+from sparkml_template.runner import RunContext, exit_process, run_entry_point
 
 
 def body(ctx: RunContext) -> None:
@@ -11,4 +11,4 @@ def body(ctx: RunContext) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry_point("evaluate", sys.argv[1:], prepare_evaluation, body))
+    exit_process(run_entry_point("evaluate", sys.argv[1:], prepare_evaluation, body))

@@ -2,7 +2,7 @@
 
 import sys
 
-from sparkml_template.runner import RunContext, run_entry_point
+from sparkml_template.runner import RunContext, exit_process, run_entry_point
 from sparkml_template.scoring import prepare_predict, run_predict
 
 
@@ -11,4 +11,4 @@ def body(ctx: RunContext) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry_point("predict", sys.argv[1:], prepare_predict, body))
+    exit_process(run_entry_point("predict", sys.argv[1:], prepare_predict, body))

@@ -3,7 +3,7 @@
 import sys
 
 from sparkml_template.promotion import prepare_promotion, run_promotion
-from sparkml_template.runner import RunContext, run_entry_point
+from sparkml_template.runner import RunContext, exit_process, run_entry_point
 
 
 def body(ctx: RunContext) -> None:
@@ -11,4 +11,4 @@ def body(ctx: RunContext) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry_point("promote", sys.argv[1:], prepare_promotion, body))
+    exit_process(run_entry_point("promote", sys.argv[1:], prepare_promotion, body))

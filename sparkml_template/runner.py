@@ -7,6 +7,7 @@ is kept, and the run still ends FAILED.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from collections.abc import Callable
@@ -116,3 +117,25 @@ def run_entry_point(
     except KeyboardInterrupt:
         _record_failure("interrupted", run_id)
         return 130
+
+
+def exit_process(code: int) -> None:
+    """Exit an entry point's process with ``code``, skipping interpreter teardown if we can.
+
+    Once the run has ended, tearing the interpreter down (thousands of Py4J proxies and
+    modules) takes 0.5-0.8 s on two cores and does nothing for the user. When this process
+    launched its own JVM, the atexit handlers (MLflow's and logging's) run, stdio is flushed,
+    and the process ends at once; the JVM sees its stdin close and shuts Spark down as usual.
+    Elsewhere (Databricks' runner, a reused session) it is a plain ``sys.exit``.
+    """
+    gateway = None
+    if "pyspark" in sys.modules and not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        from pyspark import SparkContext
+
+        gateway = SparkContext._gateway
+    if getattr(gateway, "proc", None) is None:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
