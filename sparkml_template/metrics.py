@@ -1,9 +1,10 @@
-"""Classification metrics from a predictions DataFrame, in at most two Spark jobs.
+"""Classification metrics from a predictions DataFrame, in one Spark job.
 
-One group-by gives the confusion matrix, from which accuracy and the weighted metrics follow
-exactly (the same definitions as Spark's MulticlassClassificationEvaluator). For binary labels a
-second group-by over the positive-class probability, rounded to 1e-4, gives the ROC curve and the
-area under it (ties within a bucket count half, as in the Mann-Whitney form of AUC).
+A group-by gives the confusion matrix, from which accuracy and the weighted metrics follow
+exactly (the same definitions as Spark's MulticlassClassificationEvaluator). For binary labels
+the same group-by also buckets the positive-class probability, rounded to 1e-4, which gives the
+ROC curve and the area under it (ties within a bucket count half, as in the Mann-Whitney form
+of AUC).
 """
 
 from __future__ import annotations
@@ -93,29 +94,33 @@ def roc_from_histogram(
 def evaluate_predictions(
     predictions: DataFrame, label: str, model_classes: list[str]
 ) -> ClassificationReport:
-    """Score ``predictions`` (output of the template's pipeline) against the ``label`` column."""
+    """Score ``predictions`` (output of the template's pipeline) against the ``label`` column.
+
+    One Spark job: the group-by keys are (actual, predicted) and, for binary labels, the score
+    bucket too; the confusion matrix sums over buckets and the ROC histogram over predictions.
+    At most classes x ROC_RESOLUTION rows come back, whatever the size of the data.
+    """
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
     actual = F.col(label).cast("string")
-    scored = predictions.where(actual.isNotNull())
-    count_rows = (
-        scored.groupBy(actual.alias("actual"), F.col(PREDICTION).alias("predicted"))
-        .count()
-        .collect()
-    )
-    counts = {(r["actual"], r["predicted"]): r["count"] for r in count_rows}
-    report = report_from_counts(counts, model_classes)
-    if len(model_classes) == 2:
-        positive = model_classes[1]
+    keys = [actual.alias("actual"), F.col(PREDICTION).alias("predicted")]
+    binary = len(model_classes) == 2
+    if binary:
         bucket = F.round(vector_to_array(F.col(PROBABILITY))[1] * ROC_RESOLUTION).cast("int")
-        hist_rows = (
-            scored.where(actual.isin(model_classes))
-            .groupBy(bucket.alias("bucket"), (actual == F.lit(positive)).alias("positive"))
-            .count()
-            .collect()
-        )
-        histogram = {(r["bucket"], r["positive"]): r["count"] for r in hist_rows}
+        keys.append(bucket.alias("bucket"))
+    rows = predictions.where(actual.isNotNull()).groupBy(*keys).count().collect()
+
+    counts: dict[tuple[str, str], int] = {}
+    histogram: dict[tuple[int, bool], int] = {}
+    for r in rows:
+        pair = (r["actual"], r["predicted"])
+        counts[pair] = counts.get(pair, 0) + r["count"]
+        if binary and r["actual"] in model_classes:
+            key = (r["bucket"], r["actual"] == model_classes[1])
+            histogram[key] = histogram.get(key, 0) + r["count"]
+    report = report_from_counts(counts, model_classes)
+    if binary:
         auc, points = roc_from_histogram(histogram)
         if points:
             report.metrics["areaUnderROC"] = auc
