@@ -5,8 +5,11 @@ Contenders, run alternately, each in a fresh process, ``--repeats`` times per da
   (2) seed    plain PySpark + mlflow.pyspark.ml.autolog() + mlflow.spark.log_model with an
               input example and inferred requirements (a typical starting script)
   (3) run     `mlflow run . --env-manager local` — the template's main entry point
+  (3') run, with SPARKML_JVM_CACHE=off: the same without the driver JVM's class-data archive
+              (built by `make setup`), to show what the archive is worth
 on the shipped data and on a generated large dataset. Prints medians and the ratios (3)/(1)
 and (3)/(2) as a Markdown table, with the machine, and saves JSON under bench-results/.
+A command that fails is retried once (and the retry is reported); a second failure stops.
 
     python scripts/benchmark.py                  # 3 repeats, shipped data + 1 M rows
     python scripts/benchmark.py --large-rows 0   # shipped data only
@@ -28,8 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
 
 from make_large_dataset import make  # noqa: E402
+
+from sparkml_template import jvm_cache  # noqa: E402
 
 
 def machine() -> str:
@@ -45,32 +51,38 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
 
 
-def commands(data: Path, tracking_uri: str, experiment_id: str) -> dict[str, list[str]]:
+def commands(data: Path, experiment_id: str) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Each contender's command line and the environment it adds."""
     contender = str(ROOT / "scripts" / "bench" / "contender.py")
+    run = [
+        str(BIN / "mlflow"),
+        "run",
+        str(ROOT),
+        "--env-manager",
+        "local",
+        "--experiment-id",
+        experiment_id,
+        "-P",
+        f"data={data}",
+    ]
     return {
-        "plain": [sys.executable, contender, "plain", str(data)],
-        "seed": [sys.executable, contender, "seed", str(data)],
-        "run": [
-            str(BIN / "mlflow"),
-            "run",
-            str(ROOT),
-            "--env-manager",
-            "local",
-            "--experiment-id",
-            experiment_id,
-            "-P",
-            f"data={data}",
-        ],
+        "plain": ([sys.executable, contender, "plain", str(data)], {}),
+        "seed": ([sys.executable, contender, "seed", str(data)], {}),
+        "run": (run, {}),
+        "run_no_archive": (run, {"SPARKML_JVM_CACHE": "off"}),
     }
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
-    return elapsed
+    for attempt in (1, 2):
+        start = time.perf_counter()
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        if out.returncode == 0:
+            return elapsed
+        tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
+        print(f"  attempt {attempt} failed: {' '.join(cmd[:3])}: {tail[0]}", file=sys.stderr)
+    raise SystemExit(f"benchmark command failed twice: {' '.join(cmd)}\n{out.stderr[-3000:]}")
 
 
 def bench(data: Path, repeats: int, tmp: Path) -> dict[str, list[float]]:
@@ -86,13 +98,15 @@ def bench(data: Path, repeats: int, tmp: Path) -> dict[str, list[float]]:
         "MLFLOW_TRACKING_URI": uri,
         "MLFLOW_EXPERIMENT_ID": experiment_id,
     }
-    cmds = commands(data, uri, experiment_id)
+    cmds = commands(data, experiment_id)
     order = list(cmds)
     times: dict[str, list[float]] = {k: [] for k in cmds}
-    timed(cmds["plain"], env)  # warm the OS page cache and the JVM's class data once
+    timed(cmds["plain"][0], env)  # warm the OS page cache once
     for i in range(repeats):
-        for key in order[i % 3 :] + order[: i % 3]:  # rotate who goes first
-            times[key].append(timed(cmds[key], env))
+        shift = i % len(order)
+        for key in order[shift:] + order[:shift]:  # rotate who goes first
+            cmd, extra = cmds[key]
+            times[key].append(timed(cmd, {**env, **extra}))
             print(f"  {data.name} {key}: {times[key][-1]:.1f} s", file=sys.stderr)
     return times
 
@@ -102,6 +116,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-rows", type=int, default=1_000_000)
     args = parser.parse_args()
+    jvm_cache.main([])  # what `make setup` does: (3) runs as a user's would after setup
     datasets = [ROOT / "data" / "breast_cancer.csv"]
     if args.large_rows:
         datasets.append(make(args.large_rows))
@@ -110,8 +125,8 @@ def main() -> None:
         f"Machine: {results['machine']}; {args.repeats} runs each, medians, wall clock.",
         "",
         "| data | (1) plain PySpark | (2) autolog + log_model | (3) `mlflow run .` "
-        "| (3)/(1) | (3)/(2) |",
-        "|---|---|---|---|---|---|",
+        "| (3)/(1) | (3)/(2) | (3') without JVM archive | (3')/(1) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for data in datasets:
@@ -120,7 +135,8 @@ def main() -> None:
             results["datasets"][data.name] = {"times": times, "median": med}
             lines.append(
                 f"| {data.name} | {med['plain']:.1f} s | {med['seed']:.1f} s | {med['run']:.1f} s "
-                f"| {med['run'] / med['plain']:.2f} | {med['run'] / med['seed']:.2f} |"
+                f"| {med['run'] / med['plain']:.2f} | {med['run'] / med['seed']:.2f} "
+                f"| {med['run_no_archive']:.1f} s | {med['run_no_archive'] / med['plain']:.2f} |"
             )
     print("\n".join(lines))
     out = ROOT / "bench-results"

@@ -130,8 +130,8 @@ def _workload(java_options: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         conf = {**TaskCapture().spark_conf(), "spark.driver.extraJavaOptions": java_options}
         spark = get_spark("local[*]", f"{APP_PREFIX}:jvm-cache", conf)
-        model, *_ = fit_and_score(spark, params, resolve_source(params["data"]))
-        model.write().save(str(Path(tmp) / "model"))
+        fitted = fit_and_score(spark, params, resolve_source(params["data"]))
+        fitted.model.write().save(str(Path(tmp) / "model"))
         gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]
         spark.stop()
     # The archive is written when the JVM exits; it exits when its stdin closes.

@@ -21,13 +21,14 @@ from sparkml_template.preflight import (
     check_tracking_server,
 )
 from sparkml_template.project import param_specs, parse_params
-from sparkml_template.session import check_java, start_spark_in_background
+from sparkml_template.session import active_session, check_java, start_spark_in_background
 from sparkml_template.task_capture import TaskCapture
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 APP_PREFIX = "pyspark-mlflow-template"
+_launched_jvm = False  # an entry point started this process's Spark (not a notebook or test)
 
 
 @dataclass
@@ -92,6 +93,8 @@ def run_entry_point(
         check_tracking_server()  # seconds, where MLflow's retries would take minutes
         check_master_reachable(params["master"])
         capture = TaskCapture()  # the event log dir must exist before the SparkContext starts
+        global _launched_jvm
+        _launched_jvm = _launched_jvm or active_session() is None
         spark_future = start_spark_in_background(
             params["master"], f"{APP_PREFIX}:{entry_point}", capture.spark_conf()
         )
@@ -123,13 +126,14 @@ def exit_process(code: int) -> None:
     """Exit an entry point's process with ``code``, skipping interpreter teardown if we can.
 
     Once the run has ended, tearing the interpreter down (thousands of Py4J proxies and
-    modules) takes 0.5-0.8 s on two cores and does nothing for the user. When this process
-    launched its own JVM, the atexit handlers (MLflow's and logging's) run, stdio is flushed,
-    and the process ends at once; the JVM sees its stdin close and shuts Spark down as usual.
-    Elsewhere (Databricks' runner, a reused session) it is a plain ``sys.exit``.
+    modules) takes 0.5-0.8 s on two cores and does nothing for the user. When an entry point
+    launched this process's JVM, the atexit handlers (MLflow's and logging's) run, stdio is
+    flushed, and the process ends at once; the JVM sees its stdin close and shuts Spark down
+    as usual. Elsewhere (Databricks' runner, a notebook's or the tests' session, where the
+    entry point runs inside someone else's process) it is a plain ``sys.exit``.
     """
     gateway = None
-    if "pyspark" in sys.modules and not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+    if _launched_jvm and not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         from pyspark import SparkContext
 
         gateway = SparkContext._gateway

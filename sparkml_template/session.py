@@ -235,6 +235,15 @@ def wait_for_executors(spark: SparkSession, master: str, timeout: float | None =
     )
 
 
+def active_session() -> SparkSession | None:
+    """This thread's active SparkSession (a notebook's, the tests'), without importing pyspark."""
+    if "pyspark" not in sys.modules:
+        return None
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession()
+
+
 def start_spark_in_background(
     master: str, app_name: str, extra_conf: dict[str, str] | None = None
 ) -> Future[SparkSession]:
@@ -243,14 +252,11 @@ def start_spark_in_background(
     An already active session (a notebook's, the tests') is looked up in the calling thread:
     PySpark's active session is thread-local.
     """
-    if "pyspark" in sys.modules:
-        from pyspark.sql import SparkSession
-
-        active = SparkSession.getActiveSession()
-        if active is not None:
-            done: Future[SparkSession] = Future()
-            done.set_result(active)
-            return done
+    active = active_session()
+    if active is not None:
+        done: Future[SparkSession] = Future()
+        done.set_result(active)
+        return done
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
     future = pool.submit(get_spark, master, app_name, extra_conf)
     pool.shutdown(wait=False)

@@ -23,6 +23,7 @@ from sparkml_template.registry import register_training_run
 from sparkml_template.validation import validate_training_params
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
@@ -45,9 +46,19 @@ def prepare_training(params: dict[str, Any]) -> DataSource:
     return resolve_source(params["data"])
 
 
-def fit_and_score(
-    spark: SparkSession, params: dict[str, Any], source: DataSource
-) -> tuple[PipelineModel, DatasetProfile, ClassificationReport, DataFrame, DataFrame, DataFrame]:
+@dataclass
+class Fitted:
+    """The Spark side of a training run: the model, what it was fitted and scored on."""
+
+    model: PipelineModel
+    profile: DatasetProfile
+    report: ClassificationReport
+    data: DataFrame  # the input as read, before the split
+    train: DataFrame
+    test: DataFrame
+
+
+def fit_and_score(spark: SparkSession, params: dict[str, Any], source: DataSource) -> Fitted:
     """The Spark part of training, with no MLflow in it (tests and benchmarks call it bare)."""
     from pyspark.sql import functions as F
 
@@ -62,13 +73,23 @@ def fit_and_score(
     fraction = params["testFraction"]
     train, test = labelled.randomSplit([1.0 - fraction, fraction], seed=params["seed"])
     model = inference_model(build_pipeline(profile, label, params).fit(train))
-    predictions = model.transform(test)
-    report = evaluate_predictions(predictions, label, profile.labels)
+    report = evaluate_predictions(model.transform(test), label, profile.labels)
     if report.rows == 0:
         raise UserError(
             f"the test split is empty: testFraction={fraction} of {profile.rows} rows; raise it"
         )
-    return model, profile, report, train, test, predictions
+    return Fitted(model, profile, report, raw, train, test)
+
+
+def model_example(fitted: Fitted) -> pd.DataFrame:
+    """Five input rows and the model's predictions for them: the logged signature and example.
+
+    Taken from the start of the input, not the test split: a split sorts every partition it
+    samples, so even five rows of it cost a sort of one whole partition (2 s on 1 M rows).
+    """
+    features = fitted.profile.features
+    head = fitted.data.select(*features).limit(5)
+    return fitted.model.transform(head).select(*features, PREDICTION).toPandas()
 
 
 def run_training(
@@ -77,11 +98,12 @@ def run_training(
     """Train and log params, metrics, tags, conf, lineage and the model to run ``run_id``."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(content_digest, source)  # hashes the file while Spark trains
-        model, profile, report, train, test, predictions = fit_and_score(spark, params, source)
+        fitted = fit_and_score(spark, params, source)
         data_digest = digest.result()
+    model, profile, report = fitted.model, fitted.profile, fitted.report
     record_partitions(run_id, "data", data_partitions, profile)
 
-    example = predictions.select(*profile.features, PREDICTION).limit(5).toPandas()
+    example = model_example(fitted)
     metrics = dict(report.metrics)
     metrics["test_rows"] = report.rows
     metrics["train_rows"] = profile.rows - profile.null_label_rows - report.rows
@@ -95,7 +117,7 @@ def run_training(
     tracking.log_batch(run_id, params=tracking.stage_params(model), metrics=metrics, tags=tags)
     tracking.log_json(tracking.redacted_spark_conf(spark), "spark_conf.json")
     tracking.log_dataset(
-        train, source, data_digest, context="training", rows=int(metrics["train_rows"])
+        fitted.train, source, data_digest, context="training", rows=int(metrics["train_rows"])
     )
     info = tracking.log_spark_model(
         model,
@@ -107,7 +129,7 @@ def run_training(
         register_training_run(
             params["registeredModelName"], info.registered_model_version, run_id, report
         )
-    return TrainingResult(model, profile, report, train, test, info.model_uri)
+    return TrainingResult(model, profile, report, fitted.train, fitted.test, info.model_uri)
 
 
 def check_min_accuracy(report: ClassificationReport, min_accuracy: float) -> None:
