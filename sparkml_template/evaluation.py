@@ -88,15 +88,16 @@ def run_evaluation(
     record_partitions(run_id, "eval", prediction_partitions, predictions, label, PREDICTION)
     metrics = dict(report.metrics)
     metrics["eval_rows"] = report.rows
-    tags = tracking.environment_tags(spark)
-    tags["evaluated_model_uri"] = uri
-    tags["data.uri"] = source.uri
-    digest = content_digest(source)
-    if digest:
-        tags["data.digest"] = digest
-    tracking.log_batch(run_id, metrics=metrics, tags=tags)
-    tracking.log_json(tracking.redacted_spark_conf(spark), "spark_conf.json")
-    tracking.log_dataset(df, source, digest, context="evaluation")
+    tracking.log_run_context(
+        run_id,
+        spark,
+        source,
+        content_digest(source),
+        df,
+        "evaluation",
+        metrics=metrics,
+        tags={"evaluated_model_uri": uri},
+    )
     tracking.log_evaluation_artifacts(report)
     check_min_accuracy(report, params["minAccuracy"])
     return report

@@ -21,14 +21,23 @@ from sparkml_template.preflight import (
     check_tracking_server,
 )
 from sparkml_template.project import param_specs, parse_params
-from sparkml_template.session import active_session, check_java, start_spark_in_background
+from sparkml_template.session import check_java, start_spark_in_background
 from sparkml_template.task_capture import TaskCapture
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 APP_PREFIX = "pyspark-mlflow-template"
-_launched_jvm = False  # an entry point started this process's Spark (not a notebook or test)
+_launched_jvm = False  # an entry point started this process's JVM (not a notebook or test)
+
+
+def _no_jvm_yet() -> bool:
+    """True until this process has a Py4J gateway to a JVM (one per process, never replaced)."""
+    if "pyspark" not in sys.modules:
+        return True
+    from pyspark import SparkContext
+
+    return SparkContext._gateway is None
 
 
 @dataclass
@@ -94,7 +103,7 @@ def run_entry_point(
         check_master_reachable(params["master"])
         capture = TaskCapture()  # the event log dir must exist before the SparkContext starts
         global _launched_jvm
-        _launched_jvm = _launched_jvm or active_session() is None
+        _launched_jvm = _launched_jvm or _no_jvm_yet()
         spark_future = start_spark_in_background(
             params["master"], f"{APP_PREFIX}:{entry_point}", capture.spark_conf()
         )
@@ -129,11 +138,12 @@ def exit_process(code: int) -> None:
     modules) takes 0.5-0.8 s on two cores and does nothing for the user. When an entry point
     launched this process's JVM, the atexit handlers (MLflow's and logging's) run, stdio is
     flushed, and the process ends at once; the JVM sees its stdin close and shuts Spark down
-    as usual. Elsewhere (Databricks' runner, a notebook's or the tests' session, where the
-    entry point runs inside someone else's process) it is a plain ``sys.exit``.
+    as usual. Elsewhere (Databricks' runner, a notebook, the tests running an entry point
+    inside their own process) it is a plain ``sys.exit``.
     """
+    started_for_script = sys.orig_argv[1:2] == sys.argv[:1]  # `python main.py`, not pytest
     gateway = None
-    if _launched_jvm and not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+    if _launched_jvm and started_for_script and not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         from pyspark import SparkContext
 
         gateway = SparkContext._gateway

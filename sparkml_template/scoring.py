@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from sparkml_template import tracking
-from sparkml_template.data import DataSource, read_source, resolve_source
+from sparkml_template.data import DataSource, content_digest, read_source, resolve_source
 from sparkml_template.errors import UserError
 from sparkml_template.evaluation import load_model, newest_model_uri
 from sparkml_template.pipeline import PREDICTION, PROBABILITY
@@ -186,19 +186,17 @@ def run_predict(
     input_rows = df.count()
     output_rows = write_predictions(spark, predict_frame(model, df, resolved, scored_at), plan)
     df.unpersist()
-    tags = tracking.environment_tags(spark)
-    tags.update(
-        {
-            "predict.model_uri": uri,
-            "predict.model_version": resolved.version or "",
-            "predict.model_run_id": resolved.run_id or "",
-            "predict.output": plan.output,
-            "predict.output_format": "table" if plan.output_is_table else "parquet",
-            "predict.scored_at": scored_at.isoformat(),
-            "data.uri": plan.source.uri,
-        }
-    )
+    tags = {
+        "predict.model_uri": uri,
+        "predict.model_version": resolved.version or "",
+        "predict.model_run_id": resolved.run_id or "",
+        "predict.output": plan.output,
+        "predict.output_format": "table" if plan.output_is_table else "parquet",
+        "predict.scored_at": scored_at.isoformat(),
+    }
     metrics = {"input_rows": input_rows, "output_rows": output_rows}
-    tracking.log_batch(run_id, metrics=metrics, tags=tags)
-    tracking.log_dataset(df, plan.source, None, context="scoring")
+    digest = content_digest(plan.source)
+    tracking.log_run_context(
+        run_id, spark, plan.source, digest, df, "scoring", metrics=metrics, tags=tags
+    )
     return {**metrics, "output": plan.output, "model_uri": uri, "scored_at": scored_at}

@@ -146,6 +146,32 @@ def log_dataset(
         mlflow.log_input(dataset, context=context)
 
 
+def log_run_context(
+    run_id: str,
+    spark: SparkSession,
+    source: DataSource,
+    digest: str | None,
+    dataset: DataFrame,
+    context: str,
+    *,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    rows: int | None = None,
+) -> None:
+    """What every run that reads data logs, the same way in train, evaluate and predict.
+
+    One batch with the run's own params, metrics and tags plus the environment tags and the
+    data's URI and content digest; then the redacted Spark conf and the dataset lineage.
+    """
+    context_tags = {**environment_tags(spark), "data.uri": source.uri}
+    if digest:
+        context_tags["data.digest"] = digest
+    log_batch(run_id, params=params, metrics=metrics, tags={**context_tags, **(tags or {})})
+    log_json(redacted_spark_conf(spark), "spark_conf.json")
+    log_dataset(dataset, source, digest, context=context, rows=rows)
+
+
 def log_json(obj: Any, artifact_file: str) -> None:
     """A JSON artifact (through ``log_dict``, no temp files of ours)."""
     import mlflow

@@ -109,15 +109,17 @@ def run_training(
     metrics["train_rows"] = profile.rows - profile.null_label_rows - report.rows
     if profile.null_label_rows:
         metrics["rows_dropped_null_label"] = profile.null_label_rows
-    tags = tracking.environment_tags(spark)
-    tags[tracking.MODEL_TAG] = tracking.MODEL_ARTIFACT_PATH
-    tags["data.uri"] = source.uri
-    if data_digest:
-        tags["data.digest"] = data_digest
-    tracking.log_batch(run_id, params=tracking.stage_params(model), metrics=metrics, tags=tags)
-    tracking.log_json(tracking.redacted_spark_conf(spark), "spark_conf.json")
-    tracking.log_dataset(
-        fitted.train, source, data_digest, context="training", rows=int(metrics["train_rows"])
+    tracking.log_run_context(
+        run_id,
+        spark,
+        source,
+        data_digest,
+        fitted.train,
+        "training",
+        params=tracking.stage_params(model),
+        metrics=metrics,
+        tags={tracking.MODEL_TAG: tracking.MODEL_ARTIFACT_PATH},
+        rows=int(metrics["train_rows"]),
     )
     info = tracking.log_spark_model(
         model,
