@@ -14,6 +14,7 @@ from sparkml_template.data import (
     profile_dataset,
     read_source,
     resolve_source,
+    split_labelled,
 )
 from sparkml_template.errors import QualityGateError, UserError
 from sparkml_template.metrics import ClassificationReport, evaluate_predictions
@@ -60,8 +61,6 @@ class Fitted:
 
 def fit_and_score(spark: SparkSession, params: dict[str, Any], source: DataSource) -> Fitted:
     """The Spark part of training, with no MLflow in it (tests and benchmarks call it bare)."""
-    from pyspark.sql import functions as F
-
     label = params["label"]
     raw = read_source(spark, source)
     if source.format == "csv":
@@ -69,9 +68,8 @@ def fit_and_score(spark: SparkSession, params: dict[str, Any], source: DataSourc
         # (Parquet, tables) are cheaper to re-read than to cache (2 s of 20 on 1 M rows).
         raw = raw.cache()
     profile = profile_dataset(raw, label)
-    labelled = raw.where(F.col(label).isNotNull())
     fraction = params["testFraction"]
-    train, test = labelled.randomSplit([1.0 - fraction, fraction], seed=params["seed"])
+    train, test = split_labelled(raw, label, fraction, params["seed"])
     model = inference_model(build_pipeline(profile, label, params).fit(train))
     report = evaluate_predictions(model.transform(test), label, profile.labels)
     if report.rows == 0:

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparkml_template import tracking
-from sparkml_template.data import DataSource, profile_dataset, read_source, resolve_source
+from sparkml_template.data import (
+    DataSource,
+    profile_dataset,
+    read_source,
+    resolve_source,
+    split_labelled,
+)
 from sparkml_template.errors import UserError
 from sparkml_template.pipeline import LABEL_INDEX, PREDICTION_INDEX, build_pipeline
 from sparkml_template.plots import new_figure
@@ -84,14 +90,12 @@ def search_grid(
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
-    from pyspark.sql import functions as F
 
     label, fraction = params["label"], params["testFraction"]
     raw = read_source(spark, plan.source).cache()
     profile = profile_dataset(raw, label)
     # The same split as train's (same data, fraction and seed): the test rows stay unseen.
-    labelled = raw.where(F.col(label).isNotNull())
-    train, _ = labelled.randomSplit([1 - fraction, fraction], seed=params["seed"])
+    train, _ = split_labelled(raw, label, fraction, params["seed"])
     pipeline = build_pipeline(profile, label, {**params, **{n: v[0] for n, v in plan.grid.items()}})
     lr = next(s for s in pipeline.getStages() if isinstance(s, LogisticRegression))
     builder = ParamGridBuilder()

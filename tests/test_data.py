@@ -11,6 +11,7 @@ from sparkml_template.data import (
     read_source,
     resolve_source,
     split_features,
+    split_labelled,
 )
 from sparkml_template.errors import UserError
 from sparkml_template.project import PROJECT_ROOT
@@ -126,3 +127,23 @@ def test_every_numeric_type_is_a_numeric_feature(spark):
     )
     numeric, categorical = split_features(df.schema, "y")
     assert numeric == list("abcdefgh") and categorical == ["i"]
+
+
+def test_split_is_disjoint_complete_and_the_same_on_every_read(spark, tmp_path):
+    rows = [(i, float(i % 7), None if i % 50 == 0 else f"c{i % 3}") for i in range(2000)]
+    _df(spark, rows, "id int, x double, y string").repartition(4).write.parquet(str(tmp_path / "d"))
+
+    def split_ids(seed: int, columns: tuple[str, ...] = ("id",)) -> tuple[set, set]:
+        df = read_source(spark, resolve_source(str(tmp_path / "d")))  # a fresh read every time
+        train, test = split_labelled(df, "y", 0.25, seed)
+        return (
+            {r.id for r in train.select(*columns).collect()},
+            {r.id for r in test.select(*columns).collect()},
+        )
+
+    train, test = split_ids(7)
+    labelled = {i for i, _, y in rows if y is not None}
+    assert train.isdisjoint(test) and train | test == labelled
+    assert 0.2 < len(test) / len(labelled) < 0.3
+    assert split_ids(7, ("id", "x", "y")) == (train, test)  # what is read does not move a row
+    assert split_ids(8)[1] != test
