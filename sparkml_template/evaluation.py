@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sparkml_template import tracking
-from sparkml_template.data import DataSource, content_digest, read_source, resolve_source
+from sparkml_template.data import DataSource, content_digest, read_for_passes, resolve_source
 from sparkml_template.errors import UserError
 from sparkml_template.metrics import ClassificationReport, evaluate_predictions
 from sparkml_template.partition_metrics import prediction_partitions, record_partitions
@@ -59,7 +59,7 @@ def load_model(uri: str) -> PipelineModel:
 
 def score(model: PipelineModel, spark: SparkSession, params: dict[str, Any], source: DataSource):
     """Predictions of ``model`` on the data, with its label column checked first."""
-    df = read_source(spark, source)
+    df = read_for_passes(spark, source)  # scored for the metrics, then per partition
     label = params["label"]
     if label not in df.columns:
         raise UserError(
@@ -68,7 +68,7 @@ def score(model: PipelineModel, spark: SparkSession, params: dict[str, Any], sou
     from pyspark.errors import AnalysisException, IllegalArgumentException
 
     try:
-        return df, model.transform(df.cache())
+        return df, model.transform(df)
     except (AnalysisException, IllegalArgumentException) as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"the model cannot score {source.uri}: {first}") from None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from sparkml_template import tracking
-from sparkml_template.data import DataSource, content_digest, read_source, resolve_source
+from sparkml_template.data import DataSource, content_digest, read_for_passes, resolve_source
 from sparkml_template.errors import UserError
 from sparkml_template.evaluation import load_model, newest_model_uri
 from sparkml_template.pipeline import PREDICTION, PROBABILITY
@@ -179,13 +179,13 @@ def run_predict(
         raise UserError(refuse_existing(plan.output))
     uri = params["modelUri"].strip() or newest_model_uri(experiment_id, exclude_run_id=run_id)
     resolved = resolve_model_uri(uri)
-    df = read_source(spark, plan.source).cache()
+    df = read_for_passes(spark, plan.source)  # counted, then scored and written
     check_input_columns(df, uri)
     model = load_model(uri)
     scored_at = datetime.now(UTC).replace(microsecond=0)
     input_rows = df.count()
     output_rows = write_predictions(spark, predict_frame(model, df, resolved, scored_at), plan)
-    df.unpersist()
+    df.unpersist()  # a no-op unless it was cached
     tags = {
         "predict.model_uri": uri,
         "predict.model_version": resolved.version or "",

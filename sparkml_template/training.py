@@ -12,7 +12,7 @@ from sparkml_template.data import (
     DataSource,
     content_digest,
     profile_dataset,
-    read_source,
+    read_for_passes,
     resolve_source,
     split_labelled,
 )
@@ -62,11 +62,7 @@ class Fitted:
 def fit_and_score(spark: SparkSession, params: dict[str, Any], source: DataSource) -> Fitted:
     """The Spark part of training, with no MLflow in it (tests and benchmarks call it bare)."""
     label = params["label"]
-    raw = read_source(spark, source)
-    if source.format == "csv":
-        # Validation, fit and scoring each read the data: parse text once. Columnar sources
-        # (Parquet, tables) are cheaper to re-read than to cache (2 s of 20 on 1 M rows).
-        raw = raw.cache()
+    raw = read_for_passes(spark, source)  # validation, fit and scoring each read it
     profile = profile_dataset(raw, label)
     fraction = params["testFraction"]
     train, test = split_labelled(raw, label, fraction, params["seed"])

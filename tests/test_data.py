@@ -8,6 +8,7 @@ from sparkml_template.data import (
     DataSource,
     content_digest,
     profile_dataset,
+    read_for_passes,
     read_source,
     resolve_source,
     split_features,
@@ -108,6 +109,17 @@ def test_parquet_and_csv_directories(spark, tmp_path):
         source = resolve_source(str(tmp_path / name))
         assert source.format == fmt
         assert sorted(read_source(spark, source).collect()) == sorted(df.collect())
+
+
+def test_csv_is_cached_for_passes_and_parquet_is_read_again(spark, tmp_path):
+    df = _df(spark, [(1.0, "a"), (2.0, "b")], "x double, y string")
+    df.write.parquet(str(tmp_path / "pq"))
+    df.write.option("header", True).csv(str(tmp_path / "csv"))
+    csv = read_for_passes(spark, resolve_source(str(tmp_path / "csv")))
+    parquet = read_for_passes(spark, resolve_source(str(tmp_path / "pq")))
+    assert csv.storageLevel.useMemory and not parquet.storageLevel.useMemory
+    assert sorted(csv.collect()) == sorted(parquet.collect()) == sorted(df.collect())
+    csv.unpersist()
 
 
 def test_content_digest_follows_content(tmp_path):
