@@ -136,10 +136,9 @@ def _add_class_cache(conf: dict[str, str]) -> None:
     from sparkml_template import jvm_cache
 
     key = "spark.driver.extraJavaOptions"
-    if "-XX:SharedArchiveFile" in conf.get(key, "") or "-XX:ArchiveClassesAtExit" in conf.get(
-        key, ""
-    ):
-        return
+    current = conf.get(key, "")
+    if "-XX:SharedArchiveFile" in current or "-XX:ArchiveClassesAtExit" in current:
+        return  # the user's (or a build's) own archive option wins
     options = jvm_cache.driver_java_options(java_executable(), os.environ.get("SPARK_HOME", ""))
     if options:
         conf[key] = f"{options} {conf.get(key, '')}".strip()
