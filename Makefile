@@ -13,7 +13,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup run test lint bench clean
 
-# The driver JVM's class-data archive (~3 s off each local Spark start; see jvm_cache.py):
+# The driver JVM's class-data archive (4-5 s off each local run; see jvm_cache.py):
 # built once per Java + Spark install, a no-op when it exists.
 setup: $(STAMP)
 	@python -m sparkml_template.jvm_cache
