@@ -13,10 +13,10 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup run test lint bench clean
 
-# The driver JVM's class-data archive (4-5 s off each local run; see jvm_cache.py):
+# The driver JVM's class-data archive (a faster start for local runs; see runtime/jvm_cache.py):
 # built once per Java + Spark install, a no-op when it exists.
 setup: $(STAMP)
-	@python -m sparkml_template.jvm_cache
+	@python -m sparkml_template.workflows.warmup
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: setup
-	ruff check . && ruff format --check .
+	ruff check . && ruff format --check . && lint-imports
 
 bench: setup
 	python scripts/benchmark.py

@@ -10,7 +10,7 @@ equivalent ``mlflow run`` command.
 
 import sys
 
-from sparkml_template.dispatch import main
+from sparkml_template.deploy.dispatch import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -2,16 +2,14 @@
 
 import sys
 
-from sparkml_template.runner import RunContext, exit_process, run_entry_point
-from sparkml_template.tracking import log_evaluation_artifacts
-from sparkml_template.training import check_min_accuracy, prepare_training, run_training
+from sparkml_template.data import DataSource
+from sparkml_template.workflows.main import prepare_main, run_main
+from sparkml_template.workflows.runner import RunContext, exit_process, run_entry_point
 
 
-def body(ctx: RunContext) -> None:
-    result = run_training(ctx.spark, ctx.params, ctx.prepared, ctx.run_id)
-    log_evaluation_artifacts(result.report)
-    check_min_accuracy(result.report, ctx.params["minAccuracy"])
+def body(ctx: RunContext[DataSource]) -> None:
+    run_main(ctx.spark, ctx.params, ctx.prepared, ctx.run_id)
 
 
 if __name__ == "__main__":
-    exit_process(run_entry_point("main", sys.argv[1:], prepare_training, body))
+    exit_process(run_entry_point("main", sys.argv[1:], prepare_main, body))

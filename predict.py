@@ -2,11 +2,11 @@
 
 import sys
 
-from sparkml_template.runner import RunContext, exit_process, run_entry_point
-from sparkml_template.scoring import prepare_predict, run_predict
+from sparkml_template.workflows.predict import PredictPlan, prepare_predict, run_predict
+from sparkml_template.workflows.runner import RunContext, exit_process, run_entry_point
 
 
-def body(ctx: RunContext) -> None:
+def body(ctx: RunContext[PredictPlan]) -> None:
     run_predict(ctx.spark, ctx.params, ctx.prepared, ctx.run_id, ctx.experiment_id)
 
 

@@ -2,11 +2,12 @@
 
 import sys
 
-from sparkml_template.promotion import prepare_promotion, run_promotion
-from sparkml_template.runner import RunContext, exit_process, run_entry_point
+from sparkml_template.data import DataSource
+from sparkml_template.workflows.promote import prepare_promotion, run_promotion
+from sparkml_template.workflows.runner import RunContext, exit_process, run_entry_point
 
 
-def body(ctx: RunContext) -> None:
+def body(ctx: RunContext[DataSource]) -> None:
     run_promotion(ctx.spark, ctx.params, ctx.prepared, ctx.run_id)
 
 

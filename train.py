@@ -2,11 +2,12 @@
 
 import sys
 
-from sparkml_template.runner import RunContext, exit_process, run_entry_point
-from sparkml_template.training import prepare_training, run_training
+from sparkml_template.data import DataSource
+from sparkml_template.workflows.runner import RunContext, exit_process, run_entry_point
+from sparkml_template.workflows.train import prepare_training, run_training
 
 
-def body(ctx: RunContext) -> None:
+def body(ctx: RunContext[DataSource]) -> None:
     run_training(ctx.spark, ctx.params, ctx.prepared, ctx.run_id)
 
 

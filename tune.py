@@ -2,11 +2,11 @@
 
 import sys
 
-from sparkml_template.runner import RunContext, exit_process, run_entry_point
-from sparkml_template.tuning import prepare_tuning, run_tuning
+from sparkml_template.workflows.runner import RunContext, exit_process, run_entry_point
+from sparkml_template.workflows.tune import TuningPlan, prepare_tuning, run_tuning
 
 
-def body(ctx: RunContext) -> None:
+def body(ctx: RunContext[TuningPlan]) -> None:
     run_tuning(ctx.spark, ctx.params, ctx.prepared, ctx.run_id)
 
 

@@ -38,9 +38,9 @@ _TASK_ID = re.compile(r'"Task ID":\d+')
 
 def real_app_lines(work: Path) -> list[str]:
     """Every line of a real application's event log: 400 tasks with a shuffle, tagged."""
-    from sparkml_template.eventlog import iter_lines, locate_event_log
-    from sparkml_template.session import get_spark
-    from sparkml_template.task_metrics import run_tag
+    from sparkml_template.observability.eventlog import iter_lines, locate_event_log
+    from sparkml_template.observability.task_events import run_tag
+    from sparkml_template.runtime.session import get_spark
 
     work.mkdir(parents=True)  # Spark wants the event log directory to exist
     conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": work.as_uri()}
@@ -92,10 +92,10 @@ def synthetic_log(lines: list[str], tasks: int, out: Path) -> Path:
 
 
 def bench_parse(tasks: int, repeats: int) -> dict:
-    from sparkml_template import task_summary
-    from sparkml_template.eventlog_copy import RunLogWriter
-    from sparkml_template.task_capture import read_run_log
-    from sparkml_template.task_metrics import run_tag
+    from sparkml_template.observability import task_tables
+    from sparkml_template.observability.capture import read_run_log
+    from sparkml_template.observability.eventlog_copy import RunLogWriter
+    from sparkml_template.observability.task_events import run_tag
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -106,9 +106,9 @@ def bench_parse(tasks: int, repeats: int) -> dict:
             started, cpu_started = time.perf_counter(), time.process_time()
             copy = RunLogWriter(work / f"copy{i}", "local-bench", [], None)
             run = read_run_log(log, run_tag(TAG_RUN), copy)
-            frame = task_summary.tasks_frame(run.tasks)
-            stages = task_summary.stage_summary(frame, run.stages)
-            task_summary.run_metrics(frame, stages, len(run.jobs))
+            frame = task_tables.tasks_frame(run.tasks)
+            stages = task_tables.stage_summary(frame, run.stages)
+            task_tables.run_metrics(frame, stages, len(run.jobs))
             times.append(time.perf_counter() - started)
             cpu.append(time.process_time() - cpu_started)
             count = len(frame)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from make_large_dataset import make  # noqa: E402
 
-from sparkml_template import jvm_cache  # noqa: E402
+from sparkml_template.workflows import warmup  # noqa: E402
 
 
 def machine() -> str:
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    jvm_cache.main([])  # what `make setup` does: (3) runs as a user's would after setup
+    warmup.main([])  # what `make setup` does: (3) runs as a user's would after setup
     datasets = [ROOT / "data" / "breast_cancer.csv"]
     if args.large_rows:
         datasets.append(make(args.large_rows))

@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from sparkml_template import PROJECT_ROOT
 from sparkml_template.errors import UserError
-from sparkml_template.project import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
-_FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".gz", ".parquet", ".json")
-_TABLE_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*){0,2}$")
+# What a file name ends with, as opposed to a table name (`catalog.db.table` has dots too).
+FILE_SUFFIXES = (
+    ".csv", ".tsv", ".txt", ".gz", ".parquet", ".pq", ".json", ".orc", ".avro", ".out",
+)  # fmt: skip
+_TABLE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*){0,2}$")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,16 @@ def _format_from_name(name: str) -> str:
     return "parquet"
 
 
+def is_table_name(name: str, qualified: bool = False) -> bool:
+    """``table``, ``db.table`` or ``catalog.db.table`` (``qualified``: a dot at least), not a file.
+
+    A name ending in a file suffix (``scores.parquet``) is a path, whatever its dots.
+    """
+    if not _TABLE_NAME.match(name) or name.lower().endswith(FILE_SUFFIXES):
+        return False
+    return "." in name or not qualified
+
+
 def resolve_source(uri: str) -> DataSource:
     """Decide what ``data`` names. Relative paths are tried against the working directory, then
     the project root (so a git-URL or Databricks run still finds the shipped data)."""
@@ -96,7 +109,7 @@ def resolve_source(uri: str) -> DataSource:
             if candidate.is_dir() and any(candidate.glob("*.csv")):
                 fmt = "csv"
             return DataSource(str(candidate.resolve()), fmt, candidate.resolve())
-    if not scheme and _TABLE_NAME.match(uri) and Path(uri).suffix.lower() not in _FILE_SUFFIXES:
+    if not scheme and is_table_name(uri):
         return DataSource(uri, "table")
     raise UserError(f"data not found: {uri} (looked in {Path.cwd()} and {PROJECT_ROOT})")
 
@@ -121,8 +134,8 @@ def read_for_passes(spark: SparkSession, source: DataSource) -> DataFrame:
     """Read ``source`` for a run that passes over it several times (validate, fit, score).
 
     CSV is cached: parsing text again on every pass costs more than keeping the rows. Columnar
-    sources (Parquet, tables) are re-read instead: on the 1 M-row benchmark data caching cost
-    2 s of a 20 s evaluation and of training, more than the re-reads it saves.
+    sources (Parquet, tables) are re-read instead: caching them costs more than the re-reads it
+    saves (docs/performance.md).
     """
     df = read_source(spark, source)
     return df.cache() if source.format == "csv" else df
@@ -226,9 +239,8 @@ def split_labelled(
     that a recomputed partition whose row order changed (after a shuffle) samples the same
     rows. Here the input has just been read from files or a table, whose partitions come back
     in the same order on every read, so one uniform draw per row, compared with the fraction,
-    gives the same guarantee without the sort: each pass over a split cost 1.4-3.9 s of sorting
-    on the 1 M-row benchmark data, and fit and scoring each make one. Train and test use the
-    same draw (same seed, same partition, same position), so they are disjoint and together
+    gives the same guarantee without the sort, which fit and scoring would each pay on every
+    pass over a split (docs/performance.md). Train and test use the same draw (same seed, same partition, same position), so they are disjoint and together
     hold every labelled row.
     """
     from pyspark.sql import functions as F

@@ -1,4 +1,5 @@
-"""Classification metrics from a predictions DataFrame, in one Spark job.
+"""How a model is scored: classification metrics from a predictions DataFrame, in one Spark
+job, and the quality gate every entry point applies to them.
 
 A group-by gives the confusion matrix, from which accuracy and the weighted metrics follow
 exactly (the same definitions as Spark's MulticlassClassificationEvaluator). For binary labels
@@ -12,12 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sparkml_template.errors import QualityGateError
 from sparkml_template.pipeline import PREDICTION, PROBABILITY
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 ROC_RESOLUTION = 10_000
+# What minAccuracy gates on, promote compares and tune maximises (Spark's evaluator name too).
+GATE_METRIC = "accuracy"
 
 
 @dataclass
@@ -126,3 +130,10 @@ def evaluate_predictions(
             report.metrics["areaUnderROC"] = auc
             report.roc = points
     return report
+
+
+def check_min_accuracy(report: ClassificationReport, min_accuracy: float) -> None:
+    """The quality gate: raise (exit code 3) if accuracy is below the requested minimum."""
+    value = report.metrics[GATE_METRIC]
+    if value < min_accuracy:
+        raise QualityGateError(f"{GATE_METRIC} {value:.4f} is below minAccuracy {min_accuracy:.4f}")

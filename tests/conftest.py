@@ -23,11 +23,12 @@ def spark():
     The driver JVM's class-data archive is built first if missing (as `make setup` does), so
     the tests run on the start-up path users get.
     """
-    from sparkml_template import jvm_cache
-    from sparkml_template.session import get_spark
+    from sparkml_template.runtime import jvm_cache
+    from sparkml_template.runtime.session import get_spark
+    from sparkml_template.workflows import warmup
 
     if jvm_cache.enabled():
-        jvm_cache.build()
+        warmup.build()
 
     session = get_spark("local[2]", "pyspark-mlflow-template-tests")
     yield session

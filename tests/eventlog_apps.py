@@ -50,7 +50,7 @@ def _fail_first_attempt(index, rows):
 
 def _workload(spark, tag: str) -> dict:
     """Jobs tagged as one run's, after one job of another run; returns what they computed."""
-    from sparkml_template.task_metrics import run_tag
+    from sparkml_template.observability.task_events import run_tag
 
     sc = spark.sparkContext
     sc.addJobTag(run_tag(OTHER_RUN_ID))
@@ -69,7 +69,7 @@ def _workload(spark, tag: str) -> dict:
 
 
 def _session(master: str, log_dir: Path, extra: dict[str, str]):
-    from sparkml_template.session import get_spark
+    from sparkml_template.runtime.session import get_spark
 
     log_dir.mkdir(parents=True, exist_ok=True)
     conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": log_dir.as_uri(), **extra}
@@ -77,7 +77,7 @@ def _session(master: str, log_dir: Path, extra: dict[str, str]):
 
 
 def main(out: Path) -> None:
-    from sparkml_template.task_metrics import run_tag
+    from sparkml_template.observability.task_events import run_tag
 
     tag = run_tag(RUN_ID)
     manifest: dict[str, dict] = {}
@@ -132,7 +132,7 @@ def shared_manifest(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def app_log(manifest: dict, name: str) -> Path:
     """The event log (rolling directory or single file) of one application."""
-    from sparkml_template.eventlog import locate_event_log
+    from sparkml_template.observability.eventlog import locate_event_log
 
     path = locate_event_log(manifest[name]["log_dir"], manifest[name]["app_id"])
     assert path is not None, manifest[name]
@@ -141,8 +141,8 @@ def app_log(manifest: dict, name: str) -> Path:
 
 def app_run(manifest: dict, name: str):
     """The test run's part of one application's log (``RunEvents``)."""
-    from sparkml_template.task_capture import read_run_log
-    from sparkml_template.task_metrics import run_tag
+    from sparkml_template.observability.capture import read_run_log
+    from sparkml_template.observability.task_events import run_tag
 
     return read_run_log(app_log(manifest, name), run_tag(RUN_ID))
 

@@ -1,0 +1,236 @@
+"""Wiring task metrics into a run: event log conf before Spark starts, a job tag while the body
+runs, and after it (also when it raised) the tables, charts, metrics and log copy in MLflow.
+
+Nothing here may fail a run: every problem becomes one warning on stderr and a tag saying where
+the metrics came from (``event_log``, ``status_api`` or ``none``).
+
+Event logs go to a per-run directory under ``<tmp>/sparkml-template-eventlogs``. The live JVM
+keeps writing there until the process exits (Spark finalises the log in its shutdown hook), so a
+run cannot delete its own; each run deletes the finished logs of earlier ones instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sparkml_template.observability import task_tables
+from sparkml_template.observability.eventlog import ReadStats, iter_lines, locate_event_log
+from sparkml_template.observability.eventlog_copy import RunLogWriter, secret_values
+from sparkml_template.observability.task_events import RunEvents, application_end_line, run_tag
+from sparkml_template.runtime.switches import switched_on
+from sparkml_template.runtime.tracking import log_batch
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+DISABLE_ENV = "SPARKML_TASK_METRICS"  # "off" turns the capture off (benchmarks, debugging)
+FACTOR_ENV = "SPARKML_STRAGGLER_FACTOR"
+MIN_MS_ENV = "SPARKML_STRAGGLER_MIN_MS"
+SOURCE_TAG = "spark.task_metrics.source"
+STRAGGLERS_TAG = "spark.stragglers"
+FAILURES_TAG = "spark.task_failures"
+ARTIFACT_DIR = "spark"
+LOG_ROOT = Path(tempfile.gettempdir()) / "sparkml-template-eventlogs"
+MAX_UI_TABLE_ROWS = 10_000  # the CSV has every row; the UI table stays loadable
+STALE_AFTER_S = 30 * 24 * 3600
+MIN_AGE_S = 3600  # never race a run that is starting or just ended
+LISTENER_WAIT_MS = 10_000
+
+
+def warn(message: str) -> None:
+    print(f"task metrics: {message}", file=sys.stderr)
+
+
+def capture_enabled() -> bool:
+    """False when ``SPARKML_TASK_METRICS`` switches the capture off."""
+    return switched_on(DISABLE_ENV)
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ[name])
+    except (KeyError, ValueError):
+        return default
+
+
+def _clean_old_logs(root: Path) -> None:
+    """Remove earlier runs' log directories once their application has finished.
+
+    Nothing younger than an hour is touched (a run may be starting its Spark right now), and a
+    directory with an ``.inprogress`` file belongs to a live application unless abandoned for
+    weeks.
+    """
+    if not root.is_dir():
+        return
+    now = time.time()
+    for run_dir in root.iterdir():
+        try:
+            files = [p for p in run_dir.rglob("*") if p.is_file()]
+            live = any(p.name.endswith(".inprogress") for p in files)
+            age = now - run_dir.stat().st_mtime
+            if age > MIN_AGE_S and (not live or age > STALE_AFTER_S):
+                shutil.rmtree(run_dir, ignore_errors=True)
+        except OSError:
+            continue
+
+
+@dataclass
+class TaskCapture:
+    """One run's capture: ``spark_conf()`` before Spark starts, ``begin()``, then ``finish()``."""
+
+    enabled: bool = field(default_factory=capture_enabled)
+    log_dir: Path | None = None
+    spark: SparkSession | None = None
+    run_id: str | None = None
+
+    def spark_conf(self) -> dict[str, str]:
+        """Conf for a session the entry point creates: the event log into a fresh directory."""
+        if not self.enabled:
+            return {}
+        try:
+            _clean_old_logs(LOG_ROOT)
+            LOG_ROOT.mkdir(parents=True, exist_ok=True)
+            self.log_dir = Path(tempfile.mkdtemp(prefix="run-", dir=LOG_ROOT))
+        except OSError as exc:
+            warn(f"no event log directory ({exc}); will use the Spark UI's API instead")
+            return {}
+        return {
+            "spark.eventLog.enabled": "true",
+            "spark.eventLog.dir": self.log_dir.as_uri(),
+            "spark.eventLog.compression.codec": "zstd",  # the one codec Python reads here
+        }
+
+    def begin(self, spark: SparkSession, run_id: str) -> None:
+        """Tag every job this thread starts from now on with the run id."""
+        if not self.enabled:
+            return
+        self.spark, self.run_id = spark, run_id
+        try:
+            spark.sparkContext.addJobTag(run_tag(run_id))
+        except Exception as exc:  # Spark Connect has no SparkContext
+            warn(f"cannot tag Spark jobs ({type(exc).__name__}); task metrics skipped")
+            self.spark = None
+
+    def finish(self) -> None:
+        """Collect and log the run's task metrics; never raises."""
+        if self.spark is None or self.run_id is None:
+            return
+        sc = self.spark.sparkContext
+        started = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(prefix="sparkml-task-metrics-") as tmp:
+                run, source = self._collect(Path(tmp))
+                log_run_metrics(self.run_id, run, source, Path(tmp))
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            log_batch(self.run_id, metrics={"spark/capture_time_ms": elapsed_ms})
+        except Exception as exc:
+            warn(f"not recorded ({type(exc).__name__}: {str(exc).strip()[:300]})")
+            _set_source(self.run_id, "none")
+        finally:
+            with contextlib.suppress(Exception):
+                sc.removeJobTag(run_tag(self.run_id))
+            with contextlib.suppress(OSError):
+                if self.log_dir is not None and not any(self.log_dir.iterdir()):
+                    self.log_dir.rmdir()  # the session was not ours: Spark never used it
+
+    def _collect(self, out_dir: Path) -> tuple[RunEvents | None, str]:
+        sc = self.spark.sparkContext  # type: ignore[union-attr]
+        tag = run_tag(self.run_id)  # type: ignore[arg-type]
+        with contextlib.suppress(Exception):  # the log is written on its own listener thread
+            sc._jsc.sc().listenerBus().waitUntilEmpty(LISTENER_WAIT_MS)  # type: ignore[union-attr]
+        conf = sc.getConf()
+        enabled = conf.get("spark.eventLog.enabled", "false").lower() == "true"
+        log_dir = conf.get("spark.eventLog.dir", "") if enabled else ""
+        local = log_dir.startswith(("/", "file:"))
+        path = locate_event_log(log_dir, sc.applicationId) if local else None
+        if path is not None:
+            secrets = secret_values(conf.getAll(), pattern=conf.get("spark.redaction.regex"))
+            copy = RunLogWriter(
+                out_dir, sc.applicationId, secrets, conf.get("spark.redaction.regex")
+            )
+            return read_run_log(path, tag, copy), "event_log"
+        if sc.uiWebUrl:
+            from sparkml_template.observability.status_api import collect_from_rest
+
+            return collect_from_rest(sc.uiWebUrl.rstrip("/"), sc.applicationId, tag), "status_api"
+        warn("the session has no readable event log and no Spark UI; task metrics skipped")
+        return None, "none"
+
+
+def read_run_log(path: Path, tag: str, copy: RunLogWriter | None = None) -> RunEvents:
+    """Parse the run's part of the log at ``path``, copying its lines to ``copy`` if given."""
+    stats = ReadStats()
+    run = RunEvents(tag, stats)
+    try:
+        for line in iter_lines(path, stats):
+            kept = run.feed(line)
+            if kept is not None and copy is not None:
+                copy.write(*kept)
+        if copy is not None and not copy.has_end:  # a live application: end it for the HS
+            copy.write(application_end_line(run.last_time or int(time.time() * 1000)), None)
+    finally:
+        if copy is not None:
+            copy.close()
+    if stats.skipped or run.unknown_events:
+        unknown = f"; {run.unknown_events} event(s) of unknown type" if run.unknown_events else ""
+        warn(f"event log {path.name}: skipped {stats.describe() or 'nothing'}{unknown}")
+    if not run.complete():
+        warn("some of the run's jobs had not ended in the event log; their tasks may be missing")
+    return run
+
+
+def _set_source(run_id: str, source: str) -> None:
+    try:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient().set_tag(run_id, SOURCE_TAG, source)
+    except Exception:
+        pass
+
+
+def log_run_metrics(run_id: str, run: RunEvents | None, source: str, out_dir: Path) -> None:
+    """Tables, charts, ``spark/...`` metrics, straggler and failure tags, and the log copy."""
+    from mlflow.tracking import MlflowClient
+
+    if run is None:
+        _set_source(run_id, source)
+        return
+    factor = _env_float(FACTOR_ENV, task_tables.DEFAULT_STRAGGLER_FACTOR)
+    min_ms = _env_float(MIN_MS_ENV, task_tables.DEFAULT_STRAGGLER_MIN_MS)
+    tasks = task_tables.tasks_frame(run.tasks)
+    stages = task_tables.stage_summary(tasks, run.stages)
+    executors = task_tables.executor_summary(tasks)
+    stragglers = task_tables.find_stragglers(tasks, factor, min_ms)
+    failures = task_tables.retries_and_failures(tasks)
+    metrics = task_tables.run_metrics(tasks, stages, len(run.jobs), factor, min_ms)
+    tags = {SOURCE_TAG: source}
+    if metrics["stragglers"]:
+        tags[STRAGGLERS_TAG] = f"{metrics['stragglers']} task(s) > {factor:g}x stage median"
+    if metrics["task_failures"]:
+        tags[FAILURES_TAG] = str(metrics["task_failures"])
+    if run.stats.skipped:
+        metrics["eventlog_skipped"] = run.stats.skipped
+
+    tables = {"tasks": tasks, "stages": stages, "executors": executors}
+    for name, frame in {**tables, "stragglers": stragglers, "failures": failures}.items():
+        frame.to_csv(out_dir / f"{name}.csv", index=False)
+    if not tasks.empty:
+        from sparkml_template.observability.timeline import save_stage_durations, save_task_timeline
+
+        save_task_timeline(tasks, out_dir / "timeline.png", title=f"tasks of run {run_id[:8]}")
+        save_stage_durations(stages, out_dir / "stage_durations.png")
+    log_batch(run_id, metrics={f"spark/{k}": v for k, v in metrics.items()}, tags=tags)
+    client = MlflowClient()
+    client.log_artifacts(run_id, str(out_dir), ARTIFACT_DIR)
+    for name, frame in tables.items():
+        if not frame.empty:
+            shown = frame.head(MAX_UI_TABLE_ROWS).astype(object).where(frame.notna(), None)
+            client.log_table(run_id, shown, f"{ARTIFACT_DIR}/{name}_table.json")

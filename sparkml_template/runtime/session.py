@@ -1,0 +1,262 @@
+"""Finding Java and Spark, and getting the SparkSession an entry point runs on.
+
+Order matters here: Java is checked first (Spark's own error for a missing or old JVM is a long
+Py4J traceback), then Spark is located with findspark, and only then is a session created or,
+on Databricks or in a notebook, the active one reused untouched.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sparkml_template.errors import UserError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+MIN_JAVA = 17
+LOOPBACK = "127.0.0.1"
+EXECUTOR_TIMEOUT_ENV = "SPARKML_EXECUTOR_TIMEOUT"
+DEFAULT_EXECUTOR_TIMEOUT_S = 120.0
+
+
+def java_executable(env: dict[str, str] | None = None) -> str | None:
+    """The java Spark will launch: ``$JAVA_HOME/bin/java`` if set, else the first on PATH."""
+    env = os.environ if env is None else env
+    if env.get("JAVA_HOME"):
+        candidate = Path(env["JAVA_HOME"]) / "bin" / "java"
+        return str(candidate) if candidate.exists() else None
+    return shutil.which("java", path=env.get("PATH"))
+
+
+def parse_java_major(text: str) -> int | None:
+    """Major version from a ``release`` file or ``java -version`` output ("1.8.0_392" -> 8)."""
+    match = re.search(r'version "?(\d+)(?:\.(\d+))?', text) or re.search(
+        r'JAVA_VERSION="(\d+)(?:\.(\d+))?', text
+    )
+    if not match:
+        return None
+    major = int(match.group(1))
+    if major == 1 and match.group(2):
+        major = int(match.group(2))
+    return major
+
+
+def java_major_version(java: str) -> int | None:
+    """Read the JDK's ``release`` file (instant); run ``java -version`` only if there is none."""
+    release = Path(os.path.realpath(java)).parent.parent / "release"
+    if release.is_file():
+        found = parse_java_major(release.read_text(errors="replace"))
+        if found:
+            return found
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_java_major(out.stderr + out.stdout)
+
+
+def check_java(env: dict[str, str] | None = None) -> int:
+    """Fail with one line unless a Java 17+ runtime is there for Spark to launch."""
+    if "DATABRICKS_RUNTIME_VERSION" in (os.environ if env is None else env):
+        return MIN_JAVA  # the cluster's JVM is already running
+    java = java_executable(env)
+    if java is None:
+        raise UserError(
+            f"Java not found: Spark 4 needs Java {MIN_JAVA}+ (install a JDK, or set JAVA_HOME)"
+        )
+    major = java_major_version(java)
+    if major is None:
+        raise UserError(f"could not tell the version of {java}: Spark 4 needs Java {MIN_JAVA}+")
+    if major < MIN_JAVA:
+        raise UserError(
+            f"Java {major} found at {java}, but Spark 4 needs Java {MIN_JAVA}+ "
+            "(install a newer JDK, or point JAVA_HOME at one)"
+        )
+    return major
+
+
+def locate_spark() -> str:
+    """Make pyspark importable and return its Spark home.
+
+    ``SPARK_HOME`` wins (a user's own Spark install). Without it, a pip-installed pyspark is
+    used as it is: findspark would otherwise prefer a stray ``/opt/spark`` over it.
+    """
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return os.environ.get("SPARK_HOME", "")  # the cluster's Spark; findspark never loaded
+    import findspark
+
+    spark_home = os.environ.get("SPARK_HOME")
+    pip_pyspark = "pyspark" not in sys.modules and importlib.util.find_spec("pyspark")
+    if not spark_home and pip_pyspark:
+        import pyspark  # noqa: F401  -- makes findspark.find() pick this install
+
+    try:
+        findspark.init(spark_home or None)
+    except Exception as exc:  # findspark raises bare Exception/ValueError
+        hint = f"SPARK_HOME={spark_home} is not a Spark install" if spark_home else str(exc)
+        raise UserError(f"Spark not found: {hint} (pip install -r requirements.txt)") from None
+    return os.environ.get("SPARK_HOME", "")
+
+
+def is_local_master(master: str) -> bool:
+    """True for masters whose driver and executors all live on this machine."""
+    return master.startswith("local") or bool(
+        re.match(r"spark://(127\.\d+\.\d+\.\d+|localhost)(:\d+)?$", master)
+    )
+
+
+def session_conf(master: str, app_name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Spark conf for a session this template creates."""
+    conf = {
+        "spark.master": master,
+        "spark.app.name": app_name,
+        "spark.ui.showConsoleProgress": "false",
+        "spark.log.level": os.environ.get("SPARK_LOG_LEVEL", "WARN"),
+    }
+    if is_local_master(master):
+        # Keep the driver (and its UI and block manager) off public interfaces.
+        conf["spark.driver.host"] = LOOPBACK
+        conf["spark.driver.bindAddress"] = LOOPBACK
+    conf.update(extra or {})
+    return conf
+
+
+def _add_class_cache(conf: dict[str, str]) -> None:
+    """Map the driver JVM's class-data archive if one was built (see ``jvm_cache``)."""
+    from sparkml_template.runtime import jvm_cache
+
+    key = "spark.driver.extraJavaOptions"
+    current = conf.get(key, "")
+    if "-XX:SharedArchiveFile" in current or "-XX:ArchiveClassesAtExit" in current:
+        return  # the user's (or a build's) own archive option wins
+    options = jvm_cache.driver_java_options(java_executable(), os.environ.get("SPARK_HOME", ""))
+    if options:
+        conf[key] = f"{options} {conf.get(key, '')}".strip()
+
+
+def _root_cause(exc: BaseException) -> str:
+    """One line for a failure to start: the JVM's exception, not Py4J's "error calling None"."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """The active SparkSession if there is one (Databricks, notebooks), else a new one."""
+    locate_spark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return SparkSession.builder.getOrCreate()  # the cluster's session; set nothing
+    conf = session_conf(master, app_name, extra_conf)
+    _add_class_cache(conf)
+    if is_local_master(master):
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+        if master.startswith("spark://"):
+            # Executors on this machine run the driver's interpreter, not whatever python3 is.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:
+        cause = _root_cause(exc)
+        raise UserError(f"could not start Spark with master {master!r}: {cause}") from None
+    if not master.startswith("local"):
+        wait_for_executors(spark, master)
+    return spark
+
+
+def executor_timeout(env: dict[str, str] | None = None) -> float:
+    """Seconds to wait for a cluster's first executor (``SPARKML_EXECUTOR_TIMEOUT``)."""
+    raw = (os.environ if env is None else env).get(EXECUTOR_TIMEOUT_ENV, "")
+    if not raw.strip():
+        return DEFAULT_EXECUTOR_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UserError(f"{EXECUTOR_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def wait_for_executors(spark: SparkSession, master: str, timeout: float | None = None) -> int:
+    """Return once an executor registered; stop Spark and fail if none does within ``timeout``.
+
+    Spark itself waits forever ("Initial job has not accepted any resources") when no worker can
+    host an executor of the requested size. With dynamic allocation from zero, executors only
+    come when a job asks, so there is nothing to wait for.
+    """
+    conf = spark.sparkContext.getConf()
+    dynamic = conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true"
+    floor = max(
+        int(conf.get("spark.dynamicAllocation.minExecutors", "0") or 0),
+        int(conf.get("spark.dynamicAllocation.initialExecutors", "0") or 0),
+    )
+    if dynamic and floor == 0:
+        return 0
+    timeout = executor_timeout() if timeout is None else timeout
+    jsc = spark.sparkContext._jsc.sc()  # type: ignore[union-attr]
+    deadline = time.monotonic() + timeout
+    while True:
+        executors = len(jsc.statusTracker().getExecutorInfos()) - 1  # the driver is listed too
+        if executors > 0:
+            return executors
+        if jsc.isStopped():
+            raise UserError(f"Spark stopped before any executor started on {master}; see its log")
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    memory = conf.get("spark.executor.memory", "1g")
+    cores = conf.get("spark.executor.cores", None)
+    spark.stop()
+    asks = f"spark.executor.memory={memory}" + (f", spark.executor.cores={cores}" if cores else "")
+    raise UserError(
+        f"no executor started on {master} within {timeout:g}s: each executor asks for {asks}, "
+        f"and no worker has that free (lower spark.executor.memory or give workers more memory), "
+        f"or the cluster is busy (wait longer with {EXECUTOR_TIMEOUT_ENV}=<seconds>)"
+    )
+
+
+def active_session() -> SparkSession | None:
+    """This thread's active SparkSession (a notebook's, the tests'), without importing pyspark."""
+    if "pyspark" not in sys.modules:
+        return None
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession()
+
+
+def start_spark_in_background(
+    master: str, app_name: str, extra_conf: dict[str, str] | None = None
+) -> Future[SparkSession]:
+    """Start the JVM while the caller imports MLflow: the two take seconds each, and overlap.
+
+    An already active session (a notebook's, the tests') is looked up in the calling thread:
+    PySpark's active session is thread-local.
+    """
+    active = active_session()
+    if active is not None:
+        done: Future[SparkSession] = Future()
+        done.set_result(active)
+        return done
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
+    future = pool.submit(get_spark, master, app_name, extra_conf)
+    pool.shutdown(wait=False)
+    return future

@@ -1,0 +1,217 @@
+"""What a run records in MLflow, besides the Spark task metrics and the evaluation charts:
+params, tags, conf, lineage and the model.
+
+Everything small is collected into dicts and sent in one ``log_batch`` call: each separate
+logging call is a round trip to the tracking store.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sparkml_template.runtime.redaction import redact_conf
+
+if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame, SparkSession
+
+    from sparkml_template.data import DataSource
+
+MODEL_ARTIFACT_PATH = "model"
+MODEL_TAG = "sparkml_template.model_artifact"  # set on runs that logged a model, for `evaluate`
+ERROR_TAG = "sparkml_template.error"
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 5000
+# How SQLite, PostgreSQL and MySQL word a unique-constraint violation.
+_DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
+
+
+def environment_tags(spark: SparkSession) -> dict[str, str]:
+    """Versions and placement of the run: what you need to reproduce or debug it."""
+    import mlflow
+    import pyspark
+
+    sc = spark.sparkContext
+    java_version = sc._jvm.java.lang.System.getProperty("java.version")  # type: ignore[union-attr]
+    return {
+        "spark.version": spark.version,
+        "pyspark.version": pyspark.__version__,
+        "java.version": str(java_version),
+        "python.version": platform.python_version(),
+        "mlflow.version": mlflow.__version__,
+        "spark.master": sc.master,
+        "spark.app_id": sc.applicationId,
+    }
+
+
+def redacted_spark_conf(spark: SparkSession) -> dict[str, str]:
+    """The effective Spark conf with secrets replaced, by Spark's own ``spark.redaction.regex``."""
+    conf = spark.sparkContext.getConf()
+    return redact_conf(conf.getAll(), conf.get("spark.redaction.regex", None))
+
+
+def stage_params(model: PipelineModel) -> dict[str, str]:
+    """Every param of every fitted stage, keyed ``Class.param`` (``Class_2.param`` if repeated)."""
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for stage in model.stages:
+        name = type(stage).__name__
+        seen[name] = seen.get(name, 0) + 1
+        prefix = name if seen[name] == 1 else f"{name}_{seen[name]}"
+        for param, value in stage.extractParamMap().items():
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            out[f"{prefix}.{param.name}"] = text[:MAX_PARAM_LENGTH]
+    return out
+
+
+def pip_requirements() -> list[str]:
+    """What a served copy of the model needs, pinned to the versions that trained it.
+
+    Passed explicitly: MLflow's inference would start a second Spark session to find out.
+    """
+    import mlflow
+    import pandas
+    import pyspark
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"pyspark=={pyspark.__version__}",
+        f"pandas=={pandas.__version__}",
+    ]
+
+
+def end_run_failed(run_id: str, message: str) -> None:
+    """End a run FAILED with the one-line reason in ``ERROR_TAG`` (for the UI and for callers
+    that submitted it elsewhere)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    client.set_tag(run_id, ERROR_TAG, message[:MAX_TAG_LENGTH])
+    client.set_terminated(run_id, "FAILED")
+
+
+def log_batch(
+    run_id: str,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """One round trip for many values (the client splits over-long batches itself)."""
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+
+
+def _known_size(dataset: Any, rows: int | None) -> Any:
+    """The dataset with a profile we already know (or none) instead of MLflow's own.
+
+    ``SparkDataset.profile`` runs an approximate count through Python workers over every row
+    (``df.rdd``), blocking for seconds and leaving the job running.
+    """
+    from mlflow.data.spark_dataset import SparkDataset
+
+    class _SizedSparkDataset(SparkDataset):
+        @property
+        def profile(self) -> Any:
+            return None if rows is None else {"num_rows": rows}
+
+    return _SizedSparkDataset(
+        df=dataset.df, source=dataset.source, name=dataset.name, digest=dataset.digest
+    )
+
+
+def log_dataset(
+    df: DataFrame, source: DataSource, digest: str | None, context: str, rows: int | None = None
+) -> None:
+    """Dataset lineage: source, schema, a digest of the data the run read, its size if known."""
+    import mlflow
+
+    name = Path(source.uri.rstrip("/")).name or source.uri
+    if source.format == "table":
+        dataset = mlflow.data.from_spark(df, table_name=source.uri, name=name, digest=digest)
+    else:
+        dataset = mlflow.data.from_spark(df, path=source.uri, name=name, digest=digest)
+    dataset = _known_size(dataset, rows)
+    try:
+        mlflow.log_input(dataset, context=context)
+    except mlflow.exceptions.MlflowException as exc:
+        # The server looks the dataset up, then inserts it: two runs logging the same data at
+        # once race, and the loser gets a unique-constraint error. Again, it finds the row.
+        if not any(text in str(exc) for text in _DUPLICATE_ROW):
+            raise
+        mlflow.log_input(dataset, context=context)
+
+
+def log_run_context(
+    run_id: str,
+    spark: SparkSession,
+    source: DataSource,
+    digest: str | None,
+    dataset: DataFrame,
+    context: str,
+    *,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    rows: int | None = None,
+) -> None:
+    """What every run that reads data logs, the same way in train, evaluate and predict.
+
+    One batch with the run's own params, metrics and tags plus the environment tags and the
+    data's URI and content digest; then the redacted Spark conf and the dataset lineage.
+    """
+    context_tags = {**environment_tags(spark), "data.uri": source.uri}
+    if digest:
+        context_tags["data.digest"] = digest
+    log_batch(run_id, params=params, metrics=metrics, tags={**context_tags, **(tags or {})})
+    log_json(redacted_spark_conf(spark), "spark_conf.json")
+    log_dataset(dataset, source, digest, context=context, rows=rows)
+
+
+def log_json(obj: Any, artifact_file: str) -> None:
+    """A JSON artifact (through ``log_dict``, no temp files of ours)."""
+    import mlflow
+
+    mlflow.log_dict(obj, artifact_file)
+
+
+def log_spark_model(
+    model: PipelineModel,
+    example_input: Any,
+    example_output: Any,
+    registered_model_name: str | None,
+) -> ModelInfo:
+    """Log the fitted pipeline with a signature and input example (no requirement inference).
+
+    Goes through ``Model.log`` with ``validate_serving_input=False``: ``mlflow.spark.log_model``
+    always reloads the saved model and scores the example (seconds of Spark jobs per run). The
+    test suite does that check once instead (pyfunc reload, ``mlflow models predict``/``serve``).
+    """
+    import mlflow
+    from mlflow.models import Model, infer_signature
+
+    signature = infer_signature(example_input, example_output)
+    return Model.log(
+        artifact_path=None,  # deprecated in MLflow 3: the logged model's name is what resolves
+        name=MODEL_ARTIFACT_PATH,  # runs:/<run id>/model
+        flavor=mlflow.spark,
+        spark_model=model,
+        signature=signature,
+        input_example=example_input,
+        pip_requirements=pip_requirements(),
+        registered_model_name=registered_model_name or None,
+        validate_serving_input=False,
+    )

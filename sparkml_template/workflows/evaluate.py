@@ -1,0 +1,51 @@
+"""The ``evaluate`` workflow: score a logged model on labelled data, log metrics and charts, and
+gate on ``minAccuracy`` (after everything is logged)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sparkml_template.data import DataSource, content_digest, resolve_source
+from sparkml_template.metrics import ClassificationReport, check_min_accuracy
+from sparkml_template.observability.partitions import prediction_partitions, record_partitions
+from sparkml_template.pipeline import PREDICTION
+from sparkml_template.runtime import tracking
+from sparkml_template.workflows.models import (
+    load_model,
+    log_evaluation_artifacts,
+    newest_model_uri,
+    score_labelled,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def prepare_evaluation(params: dict[str, Any]) -> DataSource:
+    """Checks that need no Spark: that local data exists."""
+    return resolve_source(params["data"])
+
+
+def run_evaluation(
+    spark: SparkSession, params: dict[str, Any], source: DataSource, run_id: str, experiment_id: str
+) -> ClassificationReport:
+    """Evaluate and log; raise QualityGateError below ``minAccuracy`` (after logging)."""
+    uri = params["modelUri"] or newest_model_uri(experiment_id, exclude_run_id=run_id)
+    label = params["label"]
+    df, predictions, report = score_labelled(load_model(uri), spark, source, label)
+    record_partitions(run_id, "eval", prediction_partitions, predictions, label, PREDICTION)
+    metrics = dict(report.metrics)
+    metrics["eval_rows"] = report.rows
+    tracking.log_run_context(
+        run_id,
+        spark,
+        source,
+        content_digest(source),
+        df,
+        "evaluation",
+        metrics=metrics,
+        tags={"evaluated_model_uri": uri},
+    )
+    log_evaluation_artifacts(report)
+    check_min_accuracy(report, params["minAccuracy"])
+    return report

@@ -1,0 +1,109 @@
+"""What several workflows do with a logged model: find it, load it, score labelled data with it,
+and log the evaluation (evaluate, promote, predict and main share these)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sparkml_template.data import DataSource, read_for_passes
+from sparkml_template.errors import UserError
+from sparkml_template.metrics import ClassificationReport, evaluate_predictions
+from sparkml_template.pipeline import model_labels
+from sparkml_template.runtime import tracking
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame, SparkSession
+
+
+def newest_model_uri(experiment_id: str, exclude_run_id: str | None = None) -> str:
+    """``runs:/…/model`` of the newest successful run in the experiment that logged a model."""
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tracking.MODEL_TAG}` = '{tracking.MODEL_ARTIFACT_PATH}' "
+        "and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=2,
+    )
+    for run in runs:
+        if run.info.run_id != exclude_run_id:
+            return f"runs:/{run.info.run_id}/{tracking.MODEL_ARTIFACT_PATH}"
+    raise UserError(
+        f"no finished training run with a model in experiment {experiment_id}; "
+        "run the train entry point first or pass -P modelUri=..."
+    )
+
+
+def load_model(uri: str) -> PipelineModel:
+    """Load a Spark model by URI (runs:/, models:/name/1, models:/name@alias, a path)."""
+    import mlflow
+
+    try:
+        return mlflow.spark.load_model(uri)
+    except Exception as exc:  # MlflowException, OSError, Py4J errors: all "cannot load"
+        text = str(exc).strip().splitlines()
+        raise UserError(
+            f"cannot load model {uri!r}: {text[0] if text else type(exc).__name__}"
+        ) from None
+
+
+def score_labelled(
+    model: PipelineModel, spark: SparkSession, source: DataSource, label: str
+) -> tuple[DataFrame, DataFrame, ClassificationReport]:
+    """The data, the model's predictions on it and their report; refuses unlabelled data.
+
+    The data is read for several passes (metrics, then per-partition accuracy); callers that
+    are done with it ``unpersist`` it.
+    """
+    df = read_for_passes(spark, source)
+    if label not in df.columns:
+        raise UserError(
+            f"label column {label!r} is not in the data; columns: {', '.join(df.columns)}"
+        )
+    from pyspark.errors import AnalysisException, IllegalArgumentException
+
+    try:
+        predictions = model.transform(df)
+    except (AnalysisException, IllegalArgumentException) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"the model cannot score {source.uri}: {first}") from None
+    report = evaluate_predictions(predictions, label, model_labels(model))
+    if report.rows == 0:
+        raise UserError(f"no row of {source.uri} has a label in column {label!r}")
+    return df, predictions, report
+
+
+def log_evaluation_artifacts(report: ClassificationReport, prefix: str = "evaluation") -> None:
+    """Confusion matrix and ROC curve PNGs, and the per-class report (JSON and UI table)."""
+    import mlflow
+
+    from sparkml_template.plots import save_confusion_matrix, save_roc_curve
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        save_confusion_matrix(report, out / "confusion_matrix.png")
+        if report.roc:
+            save_roc_curve(report, out / "roc_curve.png", positive=report.classes[1])
+        summary: dict[str, Any] = {
+            "classes": report.classes,
+            "confusion": report.confusion,
+            "per_class": report.per_class,
+            "metrics": report.metrics,
+        }
+        (out / "per_class_report.json").write_text(json.dumps(summary, indent=2))
+        mlflow.log_artifacts(tmp, prefix)
+    mlflow.log_table(
+        {
+            "class": list(report.per_class),
+            **{
+                key: [report.per_class[c][key] for c in report.per_class]
+                for key in ("precision", "recall", "f1", "support")
+            },
+        },
+        artifact_file=f"{prefix}/per_class_report_table.json",
+    )

@@ -1,0 +1,206 @@
+"""The ``predict`` workflow, batch scoring: a logged model over a table or files, written out
+with lineage columns.
+
+Scoring is the Spark model's own ``transform``, so it runs distributed on the executors (not
+row by row through pyfunc). The output keeps every input column (a label column, if present, is
+just another column) and adds the predicted label, the class probabilities as an array, which
+model made them and when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from sparkml_template.data import (
+    DataSource,
+    content_digest,
+    is_table_name,
+    read_for_passes,
+    resolve_source,
+)
+from sparkml_template.errors import UserError
+from sparkml_template.pipeline import PREDICTION, PROBABILITY
+from sparkml_template.runtime import tracking
+from sparkml_template.workflows.models import load_model, newest_model_uri
+from sparkml_template.workflows.registry import ResolvedModel, resolve_model_uri
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame, SparkSession
+
+MODEL_URI_COLUMN = "model_uri"
+MODEL_VERSION_COLUMN = "model_version"
+MODEL_RUN_ID_COLUMN = "model_run_id"
+SCORED_AT_COLUMN = "scored_at"
+ADDED_COLUMNS = (
+    PREDICTION,
+    PROBABILITY,
+    MODEL_URI_COLUMN,
+    MODEL_VERSION_COLUMN,
+    MODEL_RUN_ID_COLUMN,
+    SCORED_AT_COLUMN,
+)
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no", ""}
+
+
+@dataclass(frozen=True)
+class PredictPlan:
+    """What ``predict`` will read and where it will write, checked before Spark starts."""
+
+    source: DataSource
+    output: str
+    output_is_table: bool
+    overwrite: bool
+
+
+def parse_flag(name: str, raw: str) -> bool:
+    """MLproject has no boolean type: accept true/false/1/0/yes/no."""
+    value = str(raw).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise UserError(f"{name} must be true or false, got {raw!r}")
+
+
+def is_table_output(output: str) -> bool:
+    """``db.table`` or ``catalog.db.table`` is a table; any other output is a Parquet path/URI.
+
+    An output needs the schema part, so that a bare ``scored`` stays a local directory.
+    """
+    return is_table_name(output, qualified=True)
+
+
+def normalise_output(output: str) -> str:
+    """Local paths become absolute (so the run records where the files really are)."""
+    from pathlib import Path
+
+    scheme = urlparse(output).scheme
+    if scheme and len(scheme) > 1:
+        return output
+    return str(Path(output).expanduser().resolve())
+
+
+def prepare_predict(params: dict[str, Any]) -> PredictPlan:
+    """Checks that need no Spark: the flag, an output given, and not the input itself."""
+    overwrite = parse_flag("overwrite", params["overwrite"])
+    output = params["output"].strip()
+    if not output:
+        raise UserError("output is empty: give a Parquet path/URI or a table name (db.table)")
+    source = resolve_source(params["data"])
+    table = is_table_output(output)
+    if not table:
+        output = normalise_output(output)
+    out, data = output.rstrip("/"), source.uri.rstrip("/")
+    if data == out or data.startswith(out + "/"):
+        raise UserError(f"output {output} holds the input data; write predictions elsewhere")
+    return PredictPlan(source, output, table, overwrite)
+
+
+def signature_columns(uri: str) -> list[str]:
+    """The input columns the model's signature declares (empty if it has no signature)."""
+    from mlflow.models import get_model_info
+
+    signature = get_model_info(uri).signature
+    return list(signature.inputs.input_names()) if signature is not None else []
+
+
+def check_input_columns(df: DataFrame, uri: str) -> None:
+    """Refuse data missing a signature column, or holding a column the output would add."""
+    missing = [c for c in signature_columns(uri) if c not in df.columns]
+    if missing:
+        raise UserError(f"the data lacks column(s) the model {uri} needs: {', '.join(missing)}")
+    clashing = [c for c in ADDED_COLUMNS if c in df.columns]
+    if clashing:
+        raise UserError(
+            f"the data already has column(s) predict adds: {', '.join(clashing)}; "
+            "rename or drop them first"
+        )
+
+
+def refuse_existing(output: str) -> str:
+    return f"output {output} already exists; pass -P overwrite=true to replace it"
+
+
+def output_exists(spark: SparkSession, plan: PredictPlan) -> bool:
+    """Whether the output table or path exists (Hadoop's FileSystem: local, HDFS, S3, …)."""
+    if plan.output_is_table:
+        return spark.catalog.tableExists(plan.output)
+    try:
+        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    except Exception:  # Spark Connect has no JVM here: the write's errorifexists mode still refuses
+        return False
+    path = jvm.org.apache.hadoop.fs.Path(plan.output)
+    return bool(path.getFileSystem(conf).exists(path))
+
+
+def predict_frame(
+    model: PipelineModel, df: DataFrame, resolved: ResolvedModel, scored_at: datetime
+) -> DataFrame:
+    """Input columns plus prediction, probability array and lineage columns (lazy)."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    return model.transform(df).select(
+        *[F.col(c) for c in df.columns],
+        F.col(PREDICTION),
+        vector_to_array(F.col(PROBABILITY)).alias(PROBABILITY),
+        F.lit(resolved.uri).alias(MODEL_URI_COLUMN),
+        F.lit(resolved.version).cast("string").alias(MODEL_VERSION_COLUMN),
+        F.lit(resolved.run_id).cast("string").alias(MODEL_RUN_ID_COLUMN),
+        F.lit(scored_at).cast("timestamp").alias(SCORED_AT_COLUMN),
+    )
+
+
+def write_predictions(spark: SparkSession, predictions: DataFrame, plan: PredictPlan) -> int:
+    """Write Parquet (or a table) and return the row count read back from what was written."""
+    from pyspark.errors import AnalysisException
+
+    mode = "overwrite" if plan.overwrite else "errorifexists"
+    try:
+        if plan.output_is_table:
+            predictions.write.mode(mode).saveAsTable(plan.output)
+            return spark.table(plan.output).count()
+        predictions.write.mode(mode).parquet(plan.output)
+        return spark.read.parquet(plan.output).count()
+    except AnalysisException as exc:  # e.g. created by someone else since output_exists
+        if "ALREADY_EXISTS" in str(exc):
+            raise UserError(refuse_existing(plan.output)) from None
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"cannot write predictions to {plan.output}: {first}") from None
+
+
+def run_predict(
+    spark: SparkSession, params: dict[str, Any], plan: PredictPlan, run_id: str, experiment_id: str
+) -> dict[str, Any]:
+    """Score the data with the model and log counts and the output location to ``run_id``."""
+    if output_exists(spark, plan) and not plan.overwrite:
+        raise UserError(refuse_existing(plan.output))
+    uri = params["modelUri"].strip() or newest_model_uri(experiment_id, exclude_run_id=run_id)
+    resolved = resolve_model_uri(uri)
+    df = read_for_passes(spark, plan.source)  # counted, then scored and written
+    check_input_columns(df, uri)
+    model = load_model(uri)
+    scored_at = datetime.now(UTC).replace(microsecond=0)
+    input_rows = df.count()
+    output_rows = write_predictions(spark, predict_frame(model, df, resolved, scored_at), plan)
+    df.unpersist()  # a no-op unless it was cached
+    tags = {
+        "predict.model_uri": uri,
+        "predict.model_version": resolved.version or "",
+        "predict.model_run_id": resolved.run_id or "",
+        "predict.output": plan.output,
+        "predict.output_format": "table" if plan.output_is_table else "parquet",
+        "predict.scored_at": scored_at.isoformat(),
+    }
+    metrics = {"input_rows": input_rows, "output_rows": output_rows}
+    digest = content_digest(plan.source)
+    tracking.log_run_context(
+        run_id, spark, plan.source, digest, df, "scoring", metrics=metrics, tags=tags
+    )
+    return {**metrics, "output": plan.output, "model_uri": uri, "scored_at": scored_at}
