@@ -240,8 +240,8 @@ def split_labelled(
     rows. Here the input has just been read from files or a table, whose partitions come back
     in the same order on every read, so one uniform draw per row, compared with the fraction,
     gives the same guarantee without the sort, which fit and scoring would each pay on every
-    pass over a split (docs/performance.md). Train and test use the same draw (same seed, same partition, same position), so they are disjoint and together
-    hold every labelled row.
+    pass over a split (docs/performance.md). Train and test use the same draw (same seed, same
+    partition, same position), so they are disjoint and together hold every labelled row.
     """
     from pyspark.sql import functions as F
 

@@ -139,10 +139,10 @@ def exit_process(code: int) -> None:
     """Exit an entry point's process with ``code``, skipping interpreter teardown if we can.
 
     Once the run has ended, tearing the interpreter down (thousands of Py4J proxies and
-    modules) takes a noticeable share of a short run and does nothing for the user. When an entry point
-    launched this process's JVM, the atexit handlers (MLflow's and logging's) run, stdio is
-    flushed, and the process ends at once; the JVM sees its stdin close and shuts Spark down
-    as usual. Elsewhere (Databricks' runner, a notebook, the tests running an entry point
+    modules) takes a noticeable share of a short run and does nothing for the user. When an
+    entry point launched this process's JVM, the atexit handlers (MLflow's and logging's) run,
+    stdio is flushed, and the process ends at once; the JVM sees its stdin close and shuts Spark
+    down as usual. Elsewhere (Databricks' runner, a notebook, the tests running an entry point
     inside their own process) it is a plain ``sys.exit``.
     """
     started_for_script = sys.orig_argv[1:2] == sys.argv[:1]  # `python main.py`, not pytest
