@@ -90,6 +90,9 @@ class TaskCapture:
     log_dir: Path | None = None
     spark: SparkSession | None = None
     run_id: str | None = None
+    _conf: dict[str, str] = field(default_factory=dict)
+    _app_id: str = ""
+    _ui_url: str | None = None
 
     def spark_conf(self) -> dict[str, str]:
         """Conf for a session the entry point creates: the event log into a fresh directory."""
@@ -114,7 +117,12 @@ class TaskCapture:
             return
         self.spark, self.run_id = spark, run_id
         try:
-            spark.sparkContext.addJobTag(run_tag(run_id))
+            sc = spark.sparkContext
+            sc.addJobTag(run_tag(run_id))
+            # Read now what finding the log needs: a driver that dies mid-run answers nothing
+            # later, and its event log on disk still holds every task up to the failure.
+            self._conf = dict(sc.getConf().getAll())
+            self._app_id, self._ui_url = sc.applicationId, sc.uiWebUrl
         except Exception as exc:  # Spark Connect has no SparkContext
             warn(f"cannot tag Spark jobs ({type(exc).__name__}); task metrics skipped")
             self.spark = None
@@ -146,21 +154,20 @@ class TaskCapture:
         tag = run_tag(self.run_id)  # type: ignore[arg-type]
         with contextlib.suppress(Exception):  # the log is written on its own listener thread
             sc._jsc.sc().listenerBus().waitUntilEmpty(LISTENER_WAIT_MS)  # type: ignore[union-attr]
-        conf = sc.getConf()
+        conf, app_id = self._conf, self._app_id
         enabled = conf.get("spark.eventLog.enabled", "false").lower() == "true"
         log_dir = conf.get("spark.eventLog.dir", "") if enabled else ""
         local = log_dir.startswith(("/", "file:"))
-        path = locate_event_log(log_dir, sc.applicationId) if local else None
+        path = locate_event_log(log_dir, app_id) if local else None
         if path is not None:
-            secrets = secret_values(conf.getAll(), pattern=conf.get("spark.redaction.regex"))
-            copy = RunLogWriter(
-                out_dir, sc.applicationId, secrets, conf.get("spark.redaction.regex")
-            )
+            regex = conf.get("spark.redaction.regex")
+            secrets = secret_values(conf.items(), pattern=regex)
+            copy = RunLogWriter(out_dir, app_id, secrets, regex)
             return read_run_log(path, tag, copy), "event_log"
-        if sc.uiWebUrl:
+        if self._ui_url:
             from sparkml_template.observability.status_api import collect_from_rest
 
-            return collect_from_rest(sc.uiWebUrl.rstrip("/"), sc.applicationId, tag), "status_api"
+            return collect_from_rest(self._ui_url.rstrip("/"), app_id, tag), "status_api"
         warn("the session has no readable event log and no Spark UI; task metrics skipped")
         return None, "none"
 

@@ -8,11 +8,13 @@ seconds and in one line.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from urllib.parse import urlparse
 
 from sparkml_template.errors import UserError
@@ -23,6 +25,10 @@ DEFAULT_MASTER_PORT = 7077
 
 class TrackingServerUnreachableError(UserError):
     """The tracking server did not answer: nothing can be recorded there, not even the failure."""
+
+
+class TrackingServerAuthError(TrackingServerUnreachableError):
+    """The tracking server refused our credentials: it will not record the failure either."""
 
 
 def _reason(exc: BaseException) -> str:
@@ -74,6 +80,46 @@ def check_tracking_server(uri: str | None = None, timeout: float = PROBE_TIMEOUT
             f"MLflow tracking server {uri} is unreachable ({_reason(exc)}): start it, "
             "or point MLFLOW_TRACKING_URI at a running one"
         ) from None
+    check_tracking_credentials(uri, timeout)
+
+
+def _auth_header(env: Mapping[str, str]) -> dict[str, str]:
+    """The Authorization header MLflow's client would send, from the same variables."""
+    user, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
+    if user or password:
+        pair = f"{user or ''}:{password or ''}".encode()
+        return {"Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
+    if env.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {env['MLFLOW_TRACKING_TOKEN']}"}
+    return {}
+
+
+def check_tracking_credentials(
+    uri: str, timeout: float = PROBE_TIMEOUT_S, env: Mapping[str, str] | None = None
+) -> None:
+    """Fail in seconds, before Spark starts, when the server refuses our credentials.
+
+    One read-only request (search one experiment) with the credentials MLflow would use; only
+    401 and 403 count: any other answer is MLflow's to report. The message never holds them.
+    """
+    env = os.environ if env is None else env
+    request = urllib.request.Request(
+        f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", headers=_auth_header(env)
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code not in (401, 403):
+            return
+        given = env.get("MLFLOW_TRACKING_USERNAME") or env.get("MLFLOW_TRACKING_TOKEN")
+        what = "refused the credentials given" if given else "needs credentials"
+        raise TrackingServerAuthError(
+            f"MLflow tracking server {uri} {what} (HTTP {exc.code}): set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account on it"
+        ) from None
+    except OSError:  # answered /health a moment ago; a hiccup here is MLflow's to report
+        return
 
 
 def master_endpoints(master: str) -> list[tuple[str, int]]:

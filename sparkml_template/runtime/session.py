@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparkml_template.errors import UserError
+from sparkml_template.runtime.console import stderr_is_terminal
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 MIN_JAVA = 17
+LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 LOOPBACK = "127.0.0.1"
 EXECUTOR_TIMEOUT_ENV = "SPARKML_EXECUTOR_TIMEOUT"
 DEFAULT_EXECUTOR_TIMEOUT_S = 120.0
@@ -120,9 +122,11 @@ def session_conf(master: str, app_name: str, extra: dict[str, str] | None = None
     conf = {
         "spark.master": master,
         "spark.app.name": app_name,
-        "spark.ui.showConsoleProgress": "false",
-        "spark.log.level": os.environ.get("SPARK_LOG_LEVEL", "WARN"),
+        # Spark's progress bar where a person watches; runtime.console's lines in a log.
+        "spark.ui.showConsoleProgress": "true" if stderr_is_terminal() else "false",
     }
+    if os.environ.get("SPARK_LOG_LEVEL"):  # else the shipped log4j2 configuration's WARN
+        conf["spark.log.level"] = os.environ["SPARK_LOG_LEVEL"]
     if is_local_master(master):
         # Keep the driver (and its UI and block manager) off public interfaces.
         conf["spark.driver.host"] = LOOPBACK
@@ -131,17 +135,39 @@ def session_conf(master: str, app_name: str, extra: dict[str, str] | None = None
     return conf
 
 
-def _add_class_cache(conf: dict[str, str]) -> None:
-    """Map the driver JVM's class-data archive if one was built (see ``jvm_cache``)."""
+def _own_log_config() -> bool:
+    """True when the user configured Log4j for Spark themselves (their file wins over ours)."""
+    if "log4j" in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
+        return True
+    conf_dirs = [os.environ.get("SPARK_CONF_DIR", "")]
+    if os.environ.get("SPARK_HOME"):
+        conf_dirs.append(os.path.join(os.environ["SPARK_HOME"], "conf"))
+    return any(d and Path(d, "log4j2.properties").is_file() for d in conf_dirs)
+
+
+def _add_driver_options(conf: dict[str, str]) -> None:
+    """Java options for a driver JVM the template starts, ahead of any the caller gave.
+
+    - the class-data archive, if one was built (see ``jvm_cache``);
+    - the shipped Log4j configuration, unless the user has their own;
+    - ``ExitOnOutOfMemoryError``: a driver out of memory exits at once with code 3, which the
+      runner reports in one line, instead of limping on with a dead SparkContext.
+    """
     from sparkml_template.runtime import jvm_cache
 
     key = "spark.driver.extraJavaOptions"
     current = conf.get(key, "")
-    if "-XX:SharedArchiveFile" in current or "-XX:ArchiveClassesAtExit" in current:
-        return  # the user's (or a build's) own archive option wins
-    options = jvm_cache.driver_java_options(java_executable(), os.environ.get("SPARK_HOME", ""))
-    if options:
-        conf[key] = f"{options} {conf.get(key, '')}".strip()
+    options = []
+    if "-XX:SharedArchiveFile" not in current and "-XX:ArchiveClassesAtExit" not in current:
+        spark_home = os.environ.get("SPARK_HOME", "")
+        options.append(jvm_cache.driver_java_options(java_executable(), spark_home) or "")
+    if "log4j" not in current and not _own_log_config():
+        options.append(f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}")
+    if "OutOfMemoryError" not in current:
+        options.append("-XX:+ExitOnOutOfMemoryError")
+    combined = " ".join(o for o in [*options, current] if o)
+    if combined:
+        conf[key] = combined
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -163,7 +189,7 @@ def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = No
     if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         return SparkSession.builder.getOrCreate()  # the cluster's session; set nothing
     conf = session_conf(master, app_name, extra_conf)
-    _add_class_cache(conf)
+    _add_driver_options(conf)
     if is_local_master(master):
         os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         if master.startswith("spark://"):
@@ -260,3 +286,54 @@ def start_spark_in_background(
     future = pool.submit(get_spark, master, app_name, extra_conf)
     pool.shutdown(wait=False)
     return future
+
+
+class SparkDriverDiedError(UserError):
+    """The Spark driver JVM this process started is gone (out of memory, killed, crashed)."""
+
+    exit_code = 4
+
+
+def _driver_exit_code(wait_s: float = 5.0) -> int | None:
+    """The exit code of this process's driver JVM once it has exited; None while it lives.
+
+    A call that was under way when the JVM died fails before the process is reaped, so this
+    waits a few seconds for it.
+    """
+    if "pyspark" not in sys.modules:
+        return None
+    from pyspark import SparkContext
+
+    proc = getattr(SparkContext._gateway, "proc", None)
+    if proc is None:  # no JVM of ours: Databricks, Spark Connect, a notebook's
+        return None
+    try:
+        return proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def driver_death(exc: BaseException) -> SparkDriverDiedError | None:
+    """If ``exc`` is Py4J losing a driver JVM that has exited: one line on why and what to do."""
+    from_py4j = type(exc).__module__.startswith("py4j") or isinstance(exc, ConnectionError)
+    if not from_py4j:
+        return None
+    code = _driver_exit_code()
+    if code is None:
+        return None
+    if code == 3:  # -XX:+ExitOnOutOfMemoryError (runtime.session adds it)
+        return SparkDriverDiedError(
+            "the Spark driver ran out of memory and exited: give it more "
+            '(PYSPARK_SUBMIT_ARGS="--driver-memory 8g pyspark-shell"), or bring less data to the '
+            "driver"
+        )
+    if code in (-9, 137):
+        return SparkDriverDiedError(
+            "the Spark driver JVM was killed (SIGKILL), often by the system's out-of-memory "
+            "killer: free memory on this machine or lower --driver-memory"
+        )
+    if code < 0:
+        return SparkDriverDiedError(f"the Spark driver JVM was stopped by signal {-code}")
+    return SparkDriverDiedError(
+        f"the Spark driver JVM exited with code {code}; its own lines above say why"
+    )

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 MODEL_ARTIFACT_PATH = "model"
 MODEL_TAG = "sparkml_template.model_artifact"  # set on runs that logged a model, for `evaluate`
 ERROR_TAG = "sparkml_template.error"
+REGISTERED_TAG = "sparkml_template.registered_model"  # "name/version" of the version it made
 MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 5000
 # How SQLite, PostgreSQL and MySQL word a unique-constraint violation.
@@ -84,14 +85,14 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def end_run_failed(run_id: str, message: str) -> None:
-    """End a run FAILED with the one-line reason in ``ERROR_TAG`` (for the UI and for callers
-    that submitted it elsewhere)."""
+def end_run_failed(run_id: str, message: str, status: str = "FAILED") -> None:
+    """End a run FAILED (or KILLED) with the one-line reason in ``ERROR_TAG`` (for the UI and
+    for callers that submitted it elsewhere)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     client.set_tag(run_id, ERROR_TAG, message[:MAX_TAG_LENGTH])
-    client.set_terminated(run_id, "FAILED")
+    client.set_terminated(run_id, status)
 
 
 def log_batch(

@@ -10,12 +10,14 @@ from sparkml_template.metrics import ClassificationReport, check_min_accuracy
 from sparkml_template.observability.partitions import prediction_partitions, record_partitions
 from sparkml_template.pipeline import PREDICTION
 from sparkml_template.runtime import tracking
+from sparkml_template.runtime.console import console
 from sparkml_template.workflows.models import (
     load_model,
     log_evaluation_artifacts,
     newest_model_uri,
     score_labelled,
 )
+from sparkml_template.workflows.train import describe_report
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -32,7 +34,12 @@ def run_evaluation(
     """Evaluate and log; raise QualityGateError below ``minAccuracy`` (after logging)."""
     uri = params["modelUri"] or newest_model_uri(experiment_id, exclude_run_id=run_id)
     label = params["label"]
-    df, predictions, report = score_labelled(load_model(uri), spark, source, label)
+    say = console()
+    with say.phase("load the model", uri):
+        model = load_model(uri)
+    with say.phase("score", source.uri) as phase:
+        df, predictions, report = score_labelled(model, spark, source, label)
+        phase.done(describe_report(report))
     record_partitions(run_id, "eval", prediction_partitions, predictions, label, PREDICTION)
     metrics = dict(report.metrics)
     metrics["eval_rows"] = report.rows

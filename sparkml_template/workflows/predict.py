@@ -24,6 +24,7 @@ from sparkml_template.data import (
 from sparkml_template.errors import UserError
 from sparkml_template.pipeline import PREDICTION, PROBABILITY
 from sparkml_template.runtime import tracking
+from sparkml_template.runtime.console import console
 from sparkml_template.workflows.models import load_model, newest_model_uri
 from sparkml_template.workflows.registry import ResolvedModel, resolve_model_uri
 
@@ -185,10 +186,15 @@ def run_predict(
     resolved = resolve_model_uri(uri)
     df = read_for_passes(spark, plan.source)  # counted, then scored and written
     check_input_columns(df, uri)
-    model = load_model(uri)
+    say = console()
+    with say.phase("load the model", uri):
+        model = load_model(uri)
     scored_at = datetime.now(UTC).replace(microsecond=0)
-    input_rows = df.count()
-    output_rows = write_predictions(spark, predict_frame(model, df, resolved, scored_at), plan)
+    with say.phase("score and write", f"{plan.source.uri} -> {plan.output}") as phase:
+        input_rows = df.count()
+        frame = predict_frame(model, df, resolved, scored_at)
+        output_rows = write_predictions(spark, frame, plan)
+        phase.done(f"{output_rows} rows written")
     df.unpersist()  # a no-op unless it was cached
     tags = {
         "predict.model_uri": uri,

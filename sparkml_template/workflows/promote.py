@@ -16,6 +16,7 @@ from sparkml_template.errors import UserError
 from sparkml_template.metrics import GATE_METRIC, ClassificationReport, check_min_accuracy
 from sparkml_template.pipeline import model_labels
 from sparkml_template.runtime import tracking
+from sparkml_template.runtime.console import console
 from sparkml_template.workflows.models import load_model, log_evaluation_artifacts, score_labelled
 from sparkml_template.workflows.registry import (
     CHALLENGER,
@@ -86,9 +87,11 @@ def candidate_uri(name: str, model_uri: str) -> str:
     return f"models:/{name}/{resolved.version}"
 
 
-def _score(spark: SparkSession, params: dict[str, Any], source: DataSource, model: Any):
-    df, _, report = score_labelled(model, spark, source, params["label"])
-    df.unpersist()
+def _score(spark: SparkSession, params: dict[str, Any], source: DataSource, model: Any, role: str):
+    with console().phase(f"score the {role}", source.uri) as phase:
+        df, _, report = score_labelled(model, spark, source, params["label"])
+        df.unpersist()
+        phase.done(f"{GATE_METRIC} {report.metrics[GATE_METRIC]:.4f}")
     return report
 
 
@@ -149,9 +152,9 @@ def run_promotion(
                 f"candidate {cand_uri} predicts {sorted(cand_labels)}; move @{CHAMPION} by hand "
                 "if the label set changed on purpose"
             )
-    reports = {"candidate": _score(spark, params, source, cand_model)}
+    reports = {"candidate": _score(spark, params, source, cand_model, "candidate")}
     if champ_model is not None:
-        reports["champion"] = _score(spark, params, source, champ_model)
+        reports["champion"] = _score(spark, params, source, champ_model, "champion")
     decision = decide(
         reports["candidate"].metrics[GATE_METRIC],
         reports["champion"].metrics[GATE_METRIC] if "champion" in reports else None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sparkml_template.errors import UserError
+from sparkml_template.runtime.tracking import REGISTERED_TAG
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -160,6 +161,7 @@ def register_training_run(
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, CHALLENGER, version)
+    client.set_tag(run_id, REGISTERED_TAG, f"{name}/{version}")
     return client.get_model_version(name, version)
 
 

@@ -8,26 +8,36 @@ is kept, and the run still ends FAILED.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import importlib.util
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sparkml_template.errors import UserError
+from sparkml_template.errors import QualityGateError, UserError
 from sparkml_template.observability.capture import TaskCapture
+from sparkml_template.observability.report import write_report
+from sparkml_template.observability.summary import write_summary
+from sparkml_template.runtime.console import console, use_console
 from sparkml_template.runtime.params import check_common_params, param_specs, parse_params
 from sparkml_template.runtime.preflight import (
     TrackingServerUnreachableError,
     check_master_reachable,
     check_tracking_server,
 )
-from sparkml_template.runtime.session import check_java, start_spark_in_background
+from sparkml_template.runtime.session import check_java, driver_death, start_spark_in_background
+from sparkml_template.runtime.switches import switched_on
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 APP_PREFIX = "pyspark-mlflow-template"
+SYSTEM_METRICS_ENV = "SPARKML_SYSTEM_METRICS"  # "off": no MLflow system metrics
+SYSTEM_METRICS_INTERVAL_S = 5.0
 Plan = TypeVar("Plan")  # what an entry point's ``prepare`` returns: its checked inputs
 _launched_jvm = False  # an entry point started this process's JVM (not a notebook or test)
 
@@ -70,8 +80,8 @@ def _log_entry_params(run_id: str, entry_point: str, raw: dict[str, str]) -> Non
         log_batch(run_id, params=missing)
 
 
-def _record_failure(message: str, run_id: str | None) -> None:
-    """End the run FAILED with the message as a tag; never raise (the line is already printed)."""
+def _record_failure(message: str, run_id: str | None, status: str = "FAILED") -> None:
+    """End the run ``status`` with the message as a tag; never raise (the line is printed)."""
     try:
         import mlflow
 
@@ -80,10 +90,58 @@ def _record_failure(message: str, run_id: str | None) -> None:
         run_id = run_id or os.environ.get("MLFLOW_RUN_ID")
         if run_id is None:
             run_id = mlflow.start_run().info.run_id
-            mlflow.end_run("FAILED")
-        end_run_failed(run_id, message)
+            mlflow.end_run(status)
+        end_run_failed(run_id, message, status)
     except Exception:  # the tracking store itself may be the problem
         pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``mlflow run`` cancelling, a scheduler stopping the job): handled as Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` while the run is under way (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def system_metrics_enabled() -> bool:
+    """MLflow's CPU/memory/disk/network sampling of the driver, unless switched off."""
+    return switched_on(SYSTEM_METRICS_ENV) and importlib.util.find_spec("psutil") is not None
+
+
+def _start_system_metrics() -> bool:
+    if not system_metrics_enabled():
+        return False
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines
+    if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):  # the user's wins
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+    return True
+
+
+def _after_body(capture: TaskCapture, run_id: str, entry_point: str, print_summary: bool) -> None:
+    """Task metrics, then the summary, description and report: written whatever the body did."""
+    with console().phase("task metrics", "from the event log"):
+        capture.finish()  # never raises
+    summary = write_summary(run_id, entry_point, print_it=print_summary)
+    if summary is not None:
+        write_report(run_id, summary)
 
 
 def run_entry_point(
@@ -95,34 +153,49 @@ def run_entry_point(
     """Run ``body`` inside an MLflow run; return the process exit code.
 
     Everything that can be checked without Spark (Java, parameters, ``prepare``, the tracking
-    server, a standalone master) is checked before the JVM starts, so a mistake costs seconds.
+    server and its credentials, a standalone master) is checked before the JVM starts, so a
+    mistake costs seconds. Ctrl-C and SIGTERM end the run KILLED, after the task capture.
     """
     run_id: str | None = None
+    say = use_console(entry_point)
     try:
-        check_java()
-        params, raw = parse_params(entry_point, argv)
-        check_common_params(params)
-        prepared = prepare(params)
-        check_tracking_server()  # seconds, where MLflow's retries would take minutes
-        check_master_reachable(params["master"])
-        capture = TaskCapture()  # the event log dir must exist before the SparkContext starts
-        global _launched_jvm
-        _launched_jvm = _launched_jvm or _no_jvm_yet()
-        spark_future = start_spark_in_background(
-            params["master"], f"{APP_PREFIX}:{entry_point}", capture.spark_conf()
-        )
-        import mlflow  # imported while the JVM starts
+        with _sigterm_interrupts():
+            check_java()
+            params, raw = parse_params(entry_point, argv)
+            check_common_params(params)
+            prepared = prepare(params)
+            check_tracking_server()  # seconds, where MLflow's retries would take minutes
+            check_master_reachable(params["master"])
+            capture = TaskCapture()  # the event log dir must exist before the SparkContext starts
+            global _launched_jvm
+            _launched_jvm = _launched_jvm or _no_jvm_yet()
+            spark_future = start_spark_in_background(
+                params["master"], f"{APP_PREFIX}:{entry_point}", capture.spark_conf()
+            )
+            import mlflow  # imported while the JVM starts
 
-        with mlflow.start_run() as run:
-            run_id = run.info.run_id
-            _log_entry_params(run_id, entry_point, raw)
-            spark = spark_future.result()
-            capture.begin(spark, run_id)
-            ctx = RunContext(entry_point, params, spark, run_id, run.info.experiment_id, prepared)
-            try:
-                body(ctx)
-            finally:
-                capture.finish()  # also after a failed body; never raises
+            with mlflow.start_run(log_system_metrics=_start_system_metrics()) as run:
+                run_id = run.info.run_id
+                _log_entry_params(run_id, entry_point, raw)
+                with say.phase("start Spark", params["master"]) as phase:
+                    spark = spark_future.result()
+                    phase.done(f"Spark {spark.version}")
+                say.spark = spark
+                capture.begin(spark, run_id)
+                ctx = RunContext(
+                    entry_point, params, spark, run_id, run.info.experiment_id, prepared
+                )
+                failure: BaseException | None = None
+                try:
+                    body(ctx)
+                except BaseException as exc:
+                    failure = exc
+                    raise
+                finally:
+                    gate = failure is None or isinstance(failure, QualityGateError)
+                    _after_body(capture, run_id, entry_point, print_summary=gate)
+                    if isinstance(failure, KeyboardInterrupt):
+                        mlflow.end_run("KILLED")
         return 0
     except UserError as exc:
         message = " ".join(str(exc).split())
@@ -130,9 +203,18 @@ def run_entry_point(
         if not isinstance(exc, TrackingServerUnreachableError):  # nowhere to record it
             _record_failure(message, run_id)
         return exc.exit_code
-    except KeyboardInterrupt:
-        _record_failure("interrupted", run_id)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+        print(f"{entry_point}: {what}: the run ends KILLED", file=sys.stderr)
+        _record_failure(what, run_id, status="KILLED")
+        return 143 if isinstance(exc, Terminated) else 130
+    except Exception as exc:
+        died = driver_death(exc)
+        if died is None:
+            raise  # a bug: keep its traceback (MLflow has ended the run FAILED)
+        print(f"{entry_point}: error: {died}", file=sys.stderr)
+        _record_failure(str(died), run_id)
+        return died.exit_code
 
 
 def exit_process(code: int) -> None:

@@ -26,6 +26,7 @@ from sparkml_template.metrics import GATE_METRIC
 from sparkml_template.pipeline import LABEL_INDEX, PREDICTION_INDEX, build_pipeline
 from sparkml_template.plots import new_figure
 from sparkml_template.runtime import tracking
+from sparkml_template.runtime.console import console
 from sparkml_template.runtime.params import check_training_params
 from sparkml_template.workflows.train import TrainingResult, run_training
 
@@ -187,6 +188,10 @@ def run_tuning(
     spark: SparkSession, params: dict[str, Any], plan: TuningPlan, run_id: str
 ) -> TrainingResult:
     """Search, log the search, then train and log (and register, if asked) the best model."""
-    rows = search_grid(spark, params, plan)
+    kind = "cross-validation" if params["numFolds"] >= 2 else "train-validation split"
+    with console().phase("search the grid", f"{plan.size} combinations, {kind}") as phase:
+        rows = search_grid(spark, params, plan)
+        best_row = max(rows, key=lambda r: r[CV_METRIC])
+        phase.done(f"best {CV_METRIC} {best_row[CV_METRIC]:.4f}")
     best = log_search(run_id, rows)
     return run_training(spark, {**params, **{n: best[n] for n in GRID_PARAMS}}, plan.source, run_id)

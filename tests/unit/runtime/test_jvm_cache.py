@@ -78,10 +78,10 @@ def test_a_truncated_archive_is_refused(spark, tmp_path):
 
 def test_user_java_options_are_kept(spark):
     """A user's own driver options survive; ours go first (the fixture built the archive)."""
-    from sparkml_template.runtime.session import _add_class_cache
+    from sparkml_template.runtime.session import _add_driver_options
 
     conf = session_conf("local[1]", "t", {"spark.driver.extraJavaOptions": "-Dmine=1"})
-    _add_class_cache(conf)
+    _add_driver_options(conf)
     options = conf["spark.driver.extraJavaOptions"]
     assert options.endswith("-Dmine=1")
     assert "-XX:SharedArchiveFile=" in options

@@ -158,3 +158,28 @@ def test_bad_spark_home_is_one_line(tmp_path):
     )
     assert out.returncode != 0
     assert f"SPARK_HOME={tmp_path} is not a Spark install" in out.stderr
+
+
+def test_driver_options_bring_the_log_config_and_exit_on_oom_unless_the_user_set_theirs(
+    monkeypatch, tmp_path
+):
+    from sparkml_template.runtime.session import LOG_CONFIG, _add_driver_options
+
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    conf = session_conf("local[1]", "t")
+    _add_driver_options(conf)
+    options = conf["spark.driver.extraJavaOptions"]
+    assert f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}" in options
+    assert "-XX:+ExitOnOutOfMemoryError" in options and LOG_CONFIG.is_file()
+
+    (tmp_path / "log4j2.properties").write_text("rootLogger.level = info\n")
+    conf = session_conf("local[1]", "t")
+    _add_driver_options(conf)
+    assert "log4j2.configurationFile" not in conf["spark.driver.extraJavaOptions"]
+
+    mine = "-Dlog4j2.configurationFile=file:/etc/mine.properties -XX:-ExitOnOutOfMemoryError"
+    conf = session_conf("local[1]", "t", {"spark.driver.extraJavaOptions": mine})
+    _add_driver_options(conf)
+    assert conf["spark.driver.extraJavaOptions"].endswith(mine)
+    assert "ExitOnOutOfMemoryError" not in conf["spark.driver.extraJavaOptions"].replace(mine, "")
