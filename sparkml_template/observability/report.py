@@ -38,12 +38,12 @@ figcaption{font-size:12px;color:#555}img{max-width:100%;border:1px solid #eee}
 """
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+def _table(rows: list[list[str]], header: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header or [])
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{f'<tr>{head}</tr>' if head else ''}{body}</table>"
 
 
 def _csv_table(path: Path) -> str:
@@ -68,13 +68,13 @@ def _figure(path: Path, caption: str) -> str:
 def render(summary: RunSummary, params: dict[str, str], charts: list[tuple[str, Path]],
            tables: dict[str, Path]) -> str:  # fmt: skip
     """The page, from the summary and local copies of the run's charts and tables."""
-    facts = _table([[label, text] for label, text in summary_lines(summary)], ["", ""])
+    facts = _table([[label, text] for label, text in summary_lines(summary)])
     metric_rows = [[k, f"{v:.6g}"] for k, v in summary.metrics.items()]
     metric_rows += [[k, f"{v:.0f}"] for k, v in summary.rows.items()]
     spark_rows = [[f"spark/{k}", f"{v:.6g}"] for k, v in sorted(summary.spark.items())]
     parts = [
         f"<h1>{html.escape(summary.entry_point)} run {html.escape(summary.run_id)}</h1>",
-        f'<p class="muted">{html.escape(summary.run_name)} · status {summary.status}</p>',
+        f'<p class="muted">{html.escape(summary.run_name)}</p>',
         facts,
         "<h2>Metrics</h2>",
         _table(metric_rows, ["metric", "value"]) if metric_rows else "<p>none</p>",

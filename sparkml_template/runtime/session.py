@@ -8,6 +8,7 @@ on Databricks or in a notebook, the active one reused untouched.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -198,6 +199,7 @@ def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = No
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
+    quiet_lost_driver()
     try:
         spark = builder.getOrCreate()
     except Exception as exc:
@@ -286,6 +288,20 @@ def start_spark_in_background(
     future = pool.submit(get_spark, master, app_name, extra_conf)
     pool.shutdown(wait=False)
     return future
+
+
+def _drop_lost_driver_noise(record: logging.LogRecord) -> bool:
+    """Py4J logs a traceback on the root logger for every call a dead JVM cannot answer; the
+    runner says what happened in one line instead (``driver_death``). The socket breaks just
+    before the process can be reaped, hence the short wait."""
+    if not str(record.msg).startswith("Exception while sending command"):
+        return True
+    return _driver_exit_code(wait_s=2.0) is None
+
+
+def quiet_lost_driver() -> None:
+    """Install the filter above once (idempotent: logging keeps one copy of a filter)."""
+    logging.getLogger().addFilter(_drop_lost_driver_noise)
 
 
 class SparkDriverDiedError(UserError):

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 APP_PREFIX = "pyspark-mlflow-template"
 SYSTEM_METRICS_ENV = "SPARKML_SYSTEM_METRICS"  # "off": no MLflow system metrics
 SYSTEM_METRICS_INTERVAL_S = 5.0
+REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
 Plan = TypeVar("Plan")  # what an entry point's ``prepare`` returns: its checked inputs
 _launched_jvm = False  # an entry point started this process's JVM (not a notebook or test)
 
@@ -117,6 +118,26 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _registry_uri_pinned() -> Iterator[None]:
+    """Resolve MLflow's registry URI once, while Spark answers, for the rest of the run.
+
+    Every ``MlflowClient()`` otherwise asks the active SparkSession for
+    ``spark.mlflow.modelRegistryUri`` through Py4J: a round trip each time, and an exception
+    once the driver has died, which would stop the capture and summary of that failure.
+    """
+    import mlflow
+
+    if os.environ.get(REGISTRY_URI_ENV):
+        yield
+        return
+    os.environ[REGISTRY_URI_ENV] = mlflow.get_registry_uri()
+    try:
+        yield
+    finally:
+        os.environ.pop(REGISTRY_URI_ENV, None)
+
+
 def system_metrics_enabled() -> bool:
     """MLflow's CPU/memory/disk/network sampling of the driver, unless switched off."""
     return switched_on(SYSTEM_METRICS_ENV) and importlib.util.find_spec("psutil") is not None
@@ -156,6 +177,17 @@ def run_entry_point(
     server and its credentials, a standalone master) is checked before the JVM starts, so a
     mistake costs seconds. Ctrl-C and SIGTERM end the run KILLED, after the task capture.
     """
+    with contextlib.ExitStack() as stack:  # what the run pins is undone after its failure too
+        return _run(entry_point, argv, prepare, body, stack)
+
+
+def _run(
+    entry_point: str,
+    argv: list[str],
+    prepare: Callable[[dict[str, Any]], Plan],
+    body: Callable[[RunContext[Plan]], None],
+    stack: contextlib.ExitStack,
+) -> int:
     run_id: str | None = None
     say = use_console(entry_point)
     try:
@@ -181,6 +213,7 @@ def run_entry_point(
                     spark = spark_future.result()
                     phase.done(f"Spark {spark.version}")
                 say.spark = spark
+                stack.enter_context(_registry_uri_pinned())
                 capture.begin(spark, run_id)
                 ctx = RunContext(
                     entry_point, params, spark, run_id, run.info.experiment_id, prepared
