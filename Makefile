@@ -11,7 +11,7 @@ PINS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut
 STAMP := $(VENV)/.pins-$(PINS_HASH)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench browser clean
 
 # The driver JVM's class-data archive (a faster start for local runs; see runtime/jvm_cache.py):
 # built once per Java + Spark install, a no-op when it exists.
@@ -31,6 +31,15 @@ run: setup
 test: setup
 	@python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# Debian's chromium, for the test that opens report.html in a headless browser (it skips
+# without one outside CI). Needs root or sudo; a no-op when chromium is there.
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version
 
 lint: setup
 	ruff check . && ruff format --check . && lint-imports

@@ -39,6 +39,7 @@ APP_PREFIX = "pyspark-mlflow-template"
 SYSTEM_METRICS_ENV = "SPARKML_SYSTEM_METRICS"  # "off": no MLflow system metrics
 SYSTEM_METRICS_INTERVAL_S = 5.0
 REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 Plan = TypeVar("Plan")  # what an entry point's ``prepare`` returns: its checked inputs
 _launched_jvm = False  # an entry point started this process's JVM (not a notebook or test)
 
@@ -101,21 +102,58 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (``mlflow run`` cancelling, a scheduler stopping the job): handled as Ctrl-C."""
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated(f"signal {signum}")
+class _Interrupts:
+    """SIGINT and SIGTERM stop the body once; later ones are ignored so that the capture and
+    the KILLED status get written (``mlflow run`` sends SIGTERM after a Ctrl-C reached us,
+    and the parent-death signal follows when the CLI itself exits)."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.received:
+            return
+        self.received = True
+        if signum == signal.SIGTERM:
+            raise Terminated(f"signal {signum}")
+        raise KeyboardInterrupt
+
+
+def _follow_mlflow_run() -> None:
+    """Under ``mlflow run``, get SIGTERM when the CLI goes: a SIGTERM to it is not passed on.
+
+    Linux's parent-death signal, set only when MLflow launched this process (its run id is in
+    the environment and the parent is the CLI); elsewhere nothing changes.
+    """
+    if sys.platform != "linux" or not os.environ.get("MLFLOW_RUN_ID"):
+        return
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            parent = f.read().split(b"\0")
+        if not any(part.endswith(b"mlflow") for part in parent[:2]) or b"run" not in parent:
+            return
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        return
 
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into ``Terminated`` while the run is under way (main thread only)."""
+    """Turn SIGTERM into ``Terminated`` (and SIGINT into ``KeyboardInterrupt``), once, while
+    the run is under way (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    _follow_mlflow_run()
+    handler = _Interrupts()
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @contextlib.contextmanager

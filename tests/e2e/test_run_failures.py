@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import PROJECT_ROOT, SHIPPED_DATA, only_run, subprocess_env
+from conftest import PROJECT_ROOT, SHIPPED_DATA, VENV_BIN, only_run, subprocess_env
 
 from sparkml_template.observability.capture import SOURCE_TAG
 from sparkml_template.runtime.tracking import ERROR_TAG
@@ -92,5 +92,31 @@ def test_sigterm_mid_run_ends_it_killed_after_the_capture(tracking):
     run = only_run(tracking)
     assert run.info.status == "KILLED"
     assert run.data.tags[ERROR_TAG] == "terminated (SIGTERM)"
-    assert run.data.tags[SOURCE_TAG] == "event_log"
+    assert run.data.tags.get(SOURCE_TAG) == "event_log", err[-3000:]
     assert run.data.metrics["spark/tasks"] >= 1
+
+
+def test_sigterm_to_the_mlflow_run_cli_ends_the_run_killed(tracking):
+    cmd = [
+        str(VENV_BIN / "mlflow"), "run", str(PROJECT_ROOT), "--env-manager", "local",
+        "--experiment-id", tracking.experiment_id, "-e", "train", "-P", "master=local[2]",
+    ]  # fmt: skip
+    env = subprocess_env(MLFLOW_TRACKING_URI=tracking.uri)
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    cli = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=PROJECT_ROOT,
+        env=env,
+    )  # fmt: skip
+    lines = []
+    for line in cli.stderr:  # the entry point shares the CLI's stderr
+        lines.append(line)
+        if line.startswith("[train] fit"):
+            break
+    cli.send_signal(signal.SIGTERM)  # the CLI alone: MLflow does not pass it on
+    rest = cli.stderr.read()  # EOF once the entry point, which holds the pipe too, has ended
+    cli.wait(timeout=60)
+    err = "".join(lines) + rest
+    assert "train: terminated (SIGTERM): the run ends KILLED" in err, err[-3000:]
+    run = only_run(tracking)
+    assert run.info.status == "KILLED"
+    assert run.data.tags.get(SOURCE_TAG) == "event_log", err[-3000:]
