@@ -82,3 +82,22 @@ def test_report_is_self_contained_with_every_chart_embedded(tmp_path):
     assert "<script" not in page
     assert "<td>120.5</td>" in page and "<h2>Stages</h2>" in page
     assert "<td>regParam</td>" in page and "LogisticRegression.maxIter" not in page
+
+
+def test_a_long_phase_in_a_log_says_it_is_still_running(spark, capsys, monkeypatch):
+    import time
+
+    from sparkml_template.runtime import console
+
+    monkeypatch.setenv(console.INTERVAL_ENV, "0.2")
+    monkeypatch.setattr(console, "stderr_is_terminal", lambda: False)
+    say = console.Console("train", spark)
+    with say.phase("fit", "a slow estimator") as phase:
+        time.sleep(0.9)
+        phase.done("done")
+    time.sleep(0.5)  # the ticker must have stopped with the phase
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "[train] fit: a slow estimator …"
+    ticks = [line for line in err if "still running after" in line]
+    assert 2 <= len(ticks) <= 5
+    assert err[-1].startswith("[train] fit: done (") and err[-1].endswith(" s)")
