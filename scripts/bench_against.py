@@ -1,0 +1,83 @@
+"""What a change costs, end to end: ``mlflow run <checkout> -e train`` on the generated large
+dataset with this checkout and with another commit's, alternating, medians (not a test).
+
+    python scripts/bench_against.py --base <commit>              # 3 repeats each, 1 M rows
+    python scripts/bench_against.py --base <commit> --repeats 5 --rows 200000
+
+The other commit is checked out with ``git worktree`` into a temporary directory (removed
+afterwards); both run with this venv's interpreter and the same tracking store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+from benchmark import machine, timed  # noqa: E402
+from make_large_dataset import make  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="the commit to compare against")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--entry-point", default="train")
+    args = parser.parse_args()
+    data = make(args.rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", str(base), args.base], cwd=ROOT,
+                       check=True, capture_output=True)  # fmt: skip
+        try:
+            import mlflow
+
+            uri = f"sqlite:///{tmp}/bench.db"
+            experiment_id = mlflow.MlflowClient(uri).create_experiment("against")
+            env = {
+                **os.environ,
+                "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+                "MLFLOW_TRACKING_URI": uri,
+            }
+            cmds = {
+                name: [
+                    str(BIN / "mlflow"),
+                    "run",
+                    str(tree),
+                    "--env-manager",
+                    "local",
+                    "--experiment-id",
+                    experiment_id,
+                    "-e",
+                    args.entry_point,
+                    "-P",
+                    f"data={data}",
+                ]
+                for name, tree in (("this", ROOT), ("base", base))
+            }
+            times: dict[str, list[float]] = {name: [] for name in cmds}
+            for i in range(args.repeats):
+                order = list(cmds) if i % 2 == 0 else list(reversed(cmds))
+                for name in order:
+                    times[name].append(timed(cmds[name], env))
+                    print(f"  {name}: {times[name][-1]:.1f} s", file=sys.stderr)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT,
+                           capture_output=True)  # fmt: skip
+    med = {name: statistics.median(v) for name, v in times.items()}
+    print(f"Machine: {machine()}; {args.repeats} runs each, medians, wall clock.")
+    print(f"`mlflow run . -e {args.entry_point}` on {data.name}: this {med['this']:.1f} s, "
+          f"{args.base} {med['base']:.1f} s, ratio {med['this'] / med['base']:.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
