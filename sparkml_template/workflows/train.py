@@ -3,11 +3,14 @@ split, log it all (and register the model when asked)."""
 
 from __future__ import annotations
 
+import json
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sparkml_template.data import (
+    MAX_CATEGORIES,
     DatasetProfile,
     DataSource,
     content_digest,
@@ -17,15 +20,22 @@ from sparkml_template.data import (
     split_labelled,
 )
 from sparkml_template.errors import UserError
-from sparkml_template.metrics import ClassificationReport, evaluate_predictions
+from sparkml_template.metrics import Report, evaluate_model_output
 from sparkml_template.observability.partitions import data_partitions, record_partitions
-from sparkml_template.pipeline import PREDICTION, build_pipeline, inference_model
+from sparkml_template.pipeline import (
+    PREDICTION,
+    build_pipeline,
+    check_estimator_params,
+    inference_model,
+    used_params,
+)
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.params import check_training_params
 from sparkml_template.workflows.registry import register_training_run
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow.models import ModelSignature
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
@@ -33,6 +43,7 @@ if TYPE_CHECKING:
 def prepare_training(params: dict[str, Any]) -> DataSource:
     """Checks that need no Spark: hyper-parameter ranges and that local data exists."""
     check_training_params(params)
+    check_estimator_params(params)
     return resolve_source(params["data"])
 
 
@@ -42,7 +53,7 @@ class Fitted:
 
     model: PipelineModel
     profile: DatasetProfile
-    report: ClassificationReport
+    report: Report
     data: DataFrame  # the input as read, before the split
     train: DataFrame
     test: DataFrame
@@ -60,11 +71,14 @@ def fit_and_score(spark: SparkSession, params: dict[str, Any], source: DataSourc
     """The Spark part of training, with no MLflow in it (tests and benchmarks call it bare)."""
     label = params["label"]
     raw = read_for_passes(spark, source)  # validation, fit and scoring each read it
-    profile = profile_dataset(raw, label)
+    profile = profile_dataset(
+        raw, label, params["task"], params["features"], params["excludeColumns"]
+    )
+    announce_profile(profile)
     fraction = params["testFraction"]
     train, test = split_labelled(raw, label, fraction, params["seed"])
     model = inference_model(build_pipeline(profile, label, params).fit(train))
-    report = evaluate_predictions(model.transform(test), label, profile.labels)
+    report = evaluate_model_output(model.transform(test), label, profile.task, profile.labels)
     if report.rows == 0:
         raise UserError(
             f"the test split is empty: testFraction={fraction} of {profile.rows} rows; raise it"
@@ -72,15 +86,78 @@ def fit_and_score(spark: SparkSession, params: dict[str, Any], source: DataSourc
     return Fitted(model, profile, report, raw, train, test)
 
 
+def announce_profile(profile: DatasetProfile) -> None:
+    """One line with the task and why; one warning line per string column left out."""
+    print(f"task: {profile.task} ({profile.task_reason})", file=sys.stderr)
+    for name, count in profile.left_out.items():
+        print(
+            f"warning: string column {name!r} has about {count} distinct values "
+            f"(> {MAX_CATEGORIES}): left out of the features (excludeColumns={name} to say so)",
+            file=sys.stderr,
+        )
+
+
+def profile_tags(profile: DatasetProfile) -> dict[str, str]:
+    """The task decision and the columns left out, as run tags."""
+    tags = {"task": profile.task, "task.reason": profile.task_reason}
+    if profile.left_out:
+        tags["features.left_out"] = json.dumps(profile.left_out)
+    return tags
+
+
 def model_example(fitted: Fitted) -> pd.DataFrame:
-    """Five input rows and the model's predictions for them: the logged signature and example.
+    """Five input rows and the model's predictions for them: the logged example.
 
     Taken from the start of the input, where Spark stops reading after the first five rows:
-    the least work of any choice of rows.
+    the least work of any choice of rows. Dates are given as ISO strings, as a CSV or JSON
+    client sends them.
     """
-    features = fitted.profile.features
-    head = fitted.data.select(*features).limit(5)
-    return fitted.model.transform(head).select(*features, PREDICTION).toPandas()
+    import pandas as pd
+
+    profile = fitted.profile
+    head = fitted.data.select(*profile.features).limit(5)
+    example = fitted.model.transform(head).select(*profile.features, PREDICTION).toPandas()
+    for name in profile.date_features:
+        example[name] = [None if pd.isna(v) else v.isoformat() for v in example[name]]
+    return example
+
+
+def serving_signature(fitted: Fitted, example_output: pd.Series) -> ModelSignature:
+    """The signature a served model enforces, declared for what clients send.
+
+    ``pd.read_csv`` and JSON give int64 for whole numbers and float64 once a value is missing,
+    so an integer column is ``long`` (Spark's int would refuse int64), and ``any`` where the
+    data has nulls; the pipeline casts every number to double itself. Columns with nulls in
+    the data are optional; dates are strings.
+    """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from pyspark.sql.types import (
+        BooleanType,
+        ByteType,
+        IntegerType,
+        LongType,
+        ShortType,
+    )
+
+    profile = fitted.profile
+    types = {f.name: f.dataType for f in fitted.data.schema.fields}
+    nullable = set(profile.columns_with_nulls(profile.features))
+    columns = []
+    for name in profile.features:
+        dtype = types[name]
+        optional = name in nullable
+        if isinstance(dtype, ByteType | ShortType | IntegerType | LongType):
+            kind: Any = AnyType() if optional else "long"
+        elif isinstance(dtype, BooleanType):
+            kind = "boolean"
+        elif name in profile.numeric_features:
+            kind = "double"
+        else:
+            kind = "string"
+        columns.append(ColSpec(kind, name, required=not optional))
+    outputs = infer_signature(None, example_output).outputs
+    return ModelSignature(inputs=Schema(columns), outputs=outputs)
 
 
 def run_training(
@@ -97,7 +174,7 @@ def run_training(
     example = model_example(fitted)
     metrics = dict(report.metrics)
     metrics["test_rows"] = report.rows
-    metrics["train_rows"] = profile.rows - profile.null_label_rows - report.rows
+    metrics["train_rows"] = profile.labelled_rows - report.rows
     if profile.null_label_rows:
         metrics["rows_dropped_null_label"] = profile.null_label_rows
     tracking.log_run_context(
@@ -109,13 +186,18 @@ def run_training(
         "training",
         params=tracking.stage_params(model),
         metrics=metrics,
-        tags={tracking.MODEL_TAG: tracking.MODEL_ARTIFACT_PATH},
+        tags={
+            tracking.MODEL_TAG: tracking.MODEL_ARTIFACT_PATH,
+            "estimator": params["estimator"],
+            "estimator.params": ",".join(used_params(params["estimator"])),
+            **profile_tags(profile),
+        },
         rows=int(metrics["train_rows"]),
     )
     info = tracking.log_spark_model(
         model,
         example_input=example[profile.features],
-        example_output=example[PREDICTION],
+        signature=serving_signature(fitted, example[PREDICTION]),
         registered_model_name=params.get("registeredModelName"),
     )
     if info.registered_model_version is not None:  # description, lineage tags, @challenger
