@@ -1,8 +1,10 @@
 """Reading a labelled dataset by path, URI or table name, and refusing data a model can't use.
 
-Validation is one Spark job: a group-by on the label that counts rows and non-null values of
-every feature. Its result also decides the pipeline's shape (label order, which columns need
-imputing), so nothing is scanned twice.
+Validation is one Spark job: a group-by on partition and label that counts rows and non-null
+values of every feature, the label's range and each string column's distinct values. Its result
+decides the task and the pipeline's shape (label order, which columns need imputing, which
+string columns are left out), so nothing is scanned twice. What reaches the driver is bounded
+(``MAX_CLASSES``), whatever the label holds.
 """
 
 from __future__ import annotations
