@@ -102,6 +102,14 @@ def test_regression_trains_logs_and_serves_what_read_csv_gives(datasets, trackin
     assert promoted.data.tags["promotion.decision"] == "first_champion"
     assert "candidate_r2" in promoted.data.metrics
 
+    # batch scoring: the number, no probability column
+    out = datasets["diabetes"].parent / "scored"
+    assert _run("predict", "--modelUri", f"models:/{name}@champion", "--data",
+                str(datasets["diabetes"]), "--output", str(out)) == 0  # fmt: skip
+    scored = pd.read_parquet(out)
+    assert len(scored) == ROWS and "probability" not in scored.columns
+    assert scored["prediction"].dtype == np.float64
+
 
 def test_classification_with_a_forest_serves_read_csv_rows(datasets, tracking):
     code = _run(
