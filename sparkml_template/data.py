@@ -1,8 +1,10 @@
 """Reading a labelled dataset by path, URI or table name, and refusing data a model can't use.
 
-Validation is one Spark job: a group-by on the label that counts rows and non-null values of
-every feature. Its result also decides the pipeline's shape (label order, which columns need
-imputing), so nothing is scanned twice.
+Validation is one Spark job: a group-by on partition and label that counts rows and non-null
+values of every feature, the label's range and each string column's distinct values. Its result
+decides the task and the pipeline's shape (label order, which columns need imputing, which
+string columns are left out), so nothing is scanned twice. What reaches the driver is bounded
+(``MAX_CLASSES``), whatever the label holds.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from sparkml_template import PROJECT_ROOT
@@ -27,6 +29,17 @@ FILE_SUFFIXES = (
     ".csv", ".tsv", ".txt", ".gz", ".parquet", ".pq", ".json", ".orc", ".avro", ".out",
 )  # fmt: skip
 _TABLE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*){0,2}$")
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+AUTO = "auto"
+TASKS = (AUTO, CLASSIFICATION, REGRESSION)
+# task=auto takes an integer-valued numeric label with at most this many values as classes.
+AUTO_MAX_CLASSES = 20
+# task=classification refuses a label with more classes than this (a typo'd label, an id).
+MAX_CLASSES = 100
+# A string feature with more distinct values than this (an id, a name) is left out, not encoded.
+MAX_CATEGORIES = 100
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,7 @@ class PartitionCount:
 
 @dataclass
 class DatasetProfile:
-    """What the validation job found: sizes, label classes, and per-feature null counts."""
+    """What the validation job found: sizes, the task, label classes, per-feature null counts."""
 
     rows: int
     label_counts: dict[str, int]
@@ -60,6 +73,13 @@ class DatasetProfile:
     non_null: dict[str, int] = field(default_factory=dict)
     partitions: list[PartitionCount] = field(default_factory=list)
     num_partitions: int = 0
+    task: str = CLASSIFICATION
+    task_reason: str = ""
+    date_features: list[str] = field(default_factory=list)  # dates and timestamps
+    timestamp_features: list[str] = field(default_factory=list)  # the timestamps among them
+    label_min: float | None = None  # numeric labels only
+    label_max: float | None = None
+    left_out: dict[str, int] = field(default_factory=dict)  # string columns with too many values
 
     @property
     def labels(self) -> list[str]:
@@ -67,11 +87,16 @@ class DatasetProfile:
         return sorted(self.label_counts, key=lambda k: (-self.label_counts[k], k))
 
     @property
+    def labelled_rows(self) -> int:
+        return self.rows - self.null_label_rows
+
+    @property
     def features(self) -> list[str]:
-        return self.numeric_features + self.categorical_features
+        """The input columns the model reads, as the data names them."""
+        return self.numeric_features + self.date_features + self.categorical_features
 
     def columns_with_nulls(self, columns: list[str]) -> list[str]:
-        labelled = sum(self.label_counts.values())
+        labelled = self.labelled_rows
         return [c for c in columns if self.non_null.get(c, labelled) < labelled]
 
 
@@ -141,93 +166,271 @@ def read_for_passes(spark: SparkSession, source: DataSource) -> DataFrame:
     return df.cache() if source.format == "csv" else df
 
 
-def split_features(schema: StructType, label: str) -> tuple[list[str], list[str]]:
-    """Numeric and categorical feature columns: every column but the label."""
+def parse_columns(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ["a", "b", "c"]: a comma-separated parameter as column names."""
+    return [name.strip() for name in str(text or "").split(",") if name.strip()]
+
+
+@dataclass(frozen=True)
+class FeatureColumns:
+    """The feature columns by how the pipeline encodes them."""
+
+    numeric: list[str]
+    categorical: list[str]
+    dates: list[str]  # dates and timestamps
+    timestamps: list[str]
+
+
+def split_features(
+    schema: StructType, label: str, features: str = "", exclude: str = ""
+) -> FeatureColumns:
+    """The feature columns: those named in ``features`` (empty: every column but the label),
+    minus ``excludeColumns``, split by type."""
+    from pyspark.sql.types import (
+        BooleanType,
+        CharType,
+        DateType,
+        NumericType,
+        StringType,
+        TimestampNTZType,
+        TimestampType,
+        VarcharType,
+    )
+
     names = [f.name for f in schema.fields]
     if label not in names:
         raise UserError(f"label column {label!r} is not in the data; columns: {', '.join(names)}")
-    from pyspark.sql.types import BooleanType, CharType, NumericType, StringType, VarcharType
-
-    numeric, categorical = [], []
-    for f in schema.fields:
-        if f.name == label:
-            continue
-        if isinstance(f.dataType, NumericType | BooleanType):
-            numeric.append(f.name)
-        elif isinstance(f.dataType, StringType | VarcharType | CharType):
-            categorical.append(f.name)
+    chosen, excluded = parse_columns(features), parse_columns(exclude)
+    missing = [c for c in chosen + excluded if c not in names]
+    if missing:
+        raise UserError(
+            f"column(s) not in the data: {', '.join(missing)}; columns: {', '.join(names)}"
+        )
+    if label in chosen:
+        raise UserError(f"features lists the label {label!r}; a model cannot take its own label")
+    wanted = [n for n in (chosen or names) if n != label and n not in excluded]
+    if not wanted:
+        raise UserError(
+            f"no feature column left (label {label!r}, features={features!r}, "
+            f"excludeColumns={exclude!r})"
+        )
+    types = {f.name: f.dataType for f in schema.fields}
+    numeric, categorical, dates, timestamps = [], [], [], []
+    for name in wanted:
+        dtype = types[name]
+        if isinstance(dtype, NumericType | BooleanType):
+            numeric.append(name)
+        elif isinstance(dtype, StringType | VarcharType | CharType):
+            categorical.append(name)
+        elif isinstance(dtype, DateType | TimestampType | TimestampNTZType):
+            dates.append(name)
+            if not isinstance(dtype, DateType):
+                timestamps.append(name)
         else:
             raise UserError(
-                f"feature column {f.name!r} has type {f.dataType.simpleString()}, which "
-                "the pipeline does not encode; drop or convert it (see pipeline.py)"
+                f"feature column {name!r} has type {dtype.simpleString()}, which the pipeline "
+                "does not encode; leave it out with excludeColumns or convert it (see pipeline.py)"
             )
-    if not numeric and not categorical:
-        raise UserError(f"the data has no feature columns besides the label {label!r}")
-    return numeric, categorical
+    return FeatureColumns(numeric, categorical, dates, timestamps)
 
 
-def profile_dataset(df: DataFrame, label: str) -> DatasetProfile:
-    """Validate ``df`` for training in one Spark job and describe it.
+def _label_kind(schema: StructType, label: str) -> str:
+    from pyspark.sql.types import BooleanType, NumericType, StringType
 
-    The group-by is per partition and label class, so the same job also gives the
-    per-partition data metrics (rows, classes, null cells) that task capture logs.
+    dtype = schema[label].dataType
+    if isinstance(dtype, NumericType):
+        return "numeric"
+    if isinstance(dtype, StringType | BooleanType):
+        return "categorical"
+    raise UserError(f"label column {label!r} has type {dtype.simpleString()}; use a number or text")
+
+
+def profile_dataset(
+    df: DataFrame, label: str, task: str = AUTO, features: str = "", exclude: str = ""
+) -> DatasetProfile:
+    """Validate ``df`` for training in one Spark job, decide the task, and describe the data.
+
+    The group-by is per partition and label value, so the same job also gives the per-partition
+    data metrics (rows, classes, null cells) that task capture logs. What reaches the driver is
+    bounded: for ``task=regression`` the label is not a key, and otherwise at most
+    ``MAX_CLASSES + 1`` label values per partition come back; more means "too many classes".
+    Only ``task=auto`` on a numeric label with that many values pays a second, label-free pass.
     """
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    columns = split_features(df.schema, label, features, exclude)
+    kind = _label_kind(df.schema, label)
+    if task == REGRESSION and kind != "numeric":
+        raise UserError(
+            f"task=regression needs a numeric label; {label!r} is "
+            f"{df.schema[label].dataType.simpleString()} (use task=classification)"
+        )
+    by_label = task != REGRESSION
+    rows, truncated = _validation_rows(df, label, columns, kind, by_label)
+    distinct = len({r["__label"] for r in rows if r["__label"] is not None and not r["__gid"]})
+    decided, reason = _decide_task(task, kind, rows, distinct, truncated, label)
+    if decided == REGRESSION and truncated:  # the label-free pass: bounded whatever the data
+        rows, _ = _validation_rows(df, label, columns, kind, by_label=False)
+    profile = _profile_from_rows(rows, columns, kind, decided, reason)
+    profile.num_partitions = df.rdd.getNumPartitions()  # planning only, no job
+    _check_profile(profile, label)
+    return profile
+
+
+def _validation_rows(
+    df: DataFrame, label: str, columns: FeatureColumns, kind: str, by_label: bool
+) -> tuple[list[Any], bool]:
+    """The validation job's rows, and whether the cap on label values cut them short."""
     from pyspark.sql import functions as F
 
-    numeric, categorical = split_features(df.schema, label)
-    features = numeric + categorical
-    label_str = F.col(label).cast("string")
-    aggregates = [F.count(F.lit(1)).alias("__rows")] + [
-        F.count(F.col(name)).alias(f"__nn{i}") for i, name in enumerate(features)
+    inputs = columns.numeric + columns.dates + columns.categorical
+    value = F.col(label)
+    label_key = value.cast("string") if by_label else F.when(value.isNotNull(), F.lit("*"))
+    aggregates = [F.count(F.lit(1)).alias("__rows")]
+    aggregates += [F.count(F.col(name)).alias(f"__nn{i}") for i, name in enumerate(inputs)]
+    aggregates += [
+        F.approx_count_distinct(F.col(name)).alias(f"__nd{i}")
+        for i, name in enumerate(columns.categorical)
     ]
-    keys = [F.spark_partition_id().alias("__partition"), label_str.alias("__label")]
-    rows = df.groupBy(*keys).agg(*aggregates).collect()
+    if kind == "numeric":
+        as_double = value.cast("double")
+        aggregates += [
+            F.min(as_double).alias("__min"),
+            F.max(as_double).alias("__max"),
+            F.count(F.when(as_double != F.floor(as_double), 1)).alias("__fractional"),
+        ]
+    keyed = df.select("*", F.spark_partition_id().alias("__partition"), label_key.alias("__label"))
+    keys = ["__partition", "__label"]
+    if columns.categorical:
+        # One more grouping set, the whole data, gives each string column's distinct count in
+        # the same job (grouping id 3); it is sorted first, so the cap never cuts it.
+        grouped = keyed.groupingSets([keys, []], *keys).agg(
+            *aggregates, F.grouping_id().alias("__gid")
+        )
+        grouped = grouped.orderBy(F.col("__gid").desc())
+    else:
+        grouped = keyed.groupBy(*keys).agg(*aggregates, F.lit(0).alias("__gid"))
+    if not by_label:
+        return grouped.collect(), False
+    partitions = df.rdd.getNumPartitions()
+    cap = 1 + partitions * (MAX_CLASSES + 2)  # the whole, every partition's classes and nulls
+    rows = grouped.limit(cap).collect()
+    return rows, len(rows) >= cap
 
+
+def _decide_task(
+    task: str, kind: str, rows: list[Any], distinct: int, truncated: bool, label: str
+) -> tuple[str, str]:
+    """The task and the one-line reason for it."""
+    many = f"more than {MAX_CLASSES}" if truncated else str(distinct)
+    if task == CLASSIFICATION:
+        if truncated or distinct > MAX_CLASSES:
+            raise UserError(
+                f"label column {label!r} has {many} distinct values: too many classes for "
+                f"classification (at most {MAX_CLASSES}); use task=regression for a number"
+            )
+        return CLASSIFICATION, "task=classification was asked for"
+    if task == REGRESSION:
+        return REGRESSION, "task=regression was asked for"
+    if kind == "categorical":
+        if truncated:
+            raise UserError(
+                f"label column {label!r} is text with {many} distinct values: too many classes "
+                f"for classification (at most {MAX_CLASSES})"
+            )
+        return CLASSIFICATION, "the label is text or boolean"
+    fractional = sum(r["__fractional"] or 0 for r in rows if not r["__gid"])
+    if fractional:
+        return REGRESSION, "the label is numeric with fractional values"
+    if truncated or distinct > AUTO_MAX_CLASSES:
+        return REGRESSION, (
+            f"the label is numeric with {many} distinct values (> {AUTO_MAX_CLASSES})"
+        )
+    return CLASSIFICATION, (
+        f"the label is whole numbers with {distinct} distinct values (<= {AUTO_MAX_CLASSES})"
+    )
+
+
+def _profile_from_rows(
+    rows: list[Any], columns: FeatureColumns, kind: str, task: str, reason: str
+) -> DatasetProfile:
+    inputs = columns.numeric + columns.dates + columns.categorical
     label_counts: dict[str, int] = {}
     null_label_rows = 0
-    non_null = dict.fromkeys(features, 0)
+    non_null = dict.fromkeys(inputs, 0)
+    distinct = dict.fromkeys(columns.categorical, 0)
+    low = high = None
     partitions = []
     for row in rows:
-        filled = sum(row[f"__nn{i}"] for i in range(len(features)))
+        if row["__gid"]:  # the whole data: each string column's (approximate) distinct count
+            distinct = {name: row[f"__nd{i}"] for i, name in enumerate(columns.categorical)}
+            continue
+        filled = sum(row[f"__nn{i}"] for i in range(len(inputs)))
         partitions.append(
             PartitionCount(
                 row["__partition"], row["__label"], row["__rows"],
-                row["__rows"] * len(features) - filled,
+                row["__rows"] * len(inputs) - filled,
             )
         )  # fmt: skip
         if row["__label"] is None:
             null_label_rows += row["__rows"]
             continue
-        label_counts[row["__label"]] = label_counts.get(row["__label"], 0) + row["__rows"]
-        for i, name in enumerate(features):
+        if task == CLASSIFICATION:
+            label_counts[row["__label"]] = label_counts.get(row["__label"], 0) + row["__rows"]
+        for i, name in enumerate(inputs):
             non_null[name] += row[f"__nn{i}"]
-    profile = DatasetProfile(
-        rows=sum(label_counts.values()) + null_label_rows,
+        if kind == "numeric":
+            low = row["__min"] if low is None else min(low, row["__min"])
+            high = row["__max"] if high is None else max(high, row["__max"])
+    left_out = {name: n for name, n in distinct.items() if n > MAX_CATEGORIES}
+    labelled = sum(r["__rows"] for r in rows if r["__label"] is not None and not r["__gid"])
+    if task == REGRESSION:
+        partitions = [
+            PartitionCount(p.partition_id, None if p.label is None else "*", p.rows,
+                           p.null_feature_cells)
+            for p in partitions
+        ]  # fmt: skip
+    return DatasetProfile(
+        rows=labelled + null_label_rows,
         label_counts=label_counts,
         null_label_rows=null_label_rows,
-        numeric_features=numeric,
-        categorical_features=categorical,
+        numeric_features=list(columns.numeric),
+        categorical_features=[c for c in columns.categorical if c not in left_out],
         non_null=non_null,
         partitions=sorted(partitions, key=lambda p: (p.partition_id, p.label or "")),
-        num_partitions=df.rdd.getNumPartitions(),  # planning only, no job
+        task=task,
+        task_reason=reason,
+        date_features=list(columns.dates),
+        timestamp_features=list(columns.timestamps),
+        label_min=low,
+        label_max=high,
+        left_out=left_out,
     )
-    _check_profile(profile, label)
-    return profile
 
 
 def _check_profile(profile: DatasetProfile, label: str) -> None:
     if profile.rows == 0:
         raise UserError("the dataset has no rows")
-    if not profile.label_counts:
+    if not profile.labelled_rows:
         raise UserError(f"label column {label!r} is null in every row")
-    if len(profile.label_counts) < 2:
+    if profile.task == CLASSIFICATION and len(profile.label_counts) < 2:
         (only,) = profile.label_counts
         raise UserError(
             f"label column {label!r} has one class ({only!r}); a classifier needs at least two"
         )
+    if profile.task == REGRESSION and profile.label_min == profile.label_max:
+        raise UserError(
+            f"label column {label!r} has one value ({profile.label_min:g}); there is nothing "
+            "to learn"
+        )
     empty = [name for name in profile.features if profile.non_null[name] == 0]
     if empty:
         raise UserError(f"feature column(s) entirely null: {', '.join(empty)}")
+    if not profile.features:
+        raise UserError(
+            "no feature column left: every string column has too many values "
+            f"({', '.join(profile.left_out)}); see MAX_CATEGORIES in data.py"
+        )
 
 
 def split_labelled(

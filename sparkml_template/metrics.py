@@ -1,5 +1,8 @@
-"""How a model is scored: classification metrics from a predictions DataFrame, in one Spark
-job, and the quality gate every entry point applies to them.
+"""How a model is scored: classification or regression metrics from a predictions DataFrame,
+in one Spark job, and the quality gate every entry point applies to them.
+
+Regression: one aggregate gives rmse, mae and r2 (the definitions of Spark's
+RegressionEvaluator); the charts take at most ``CHART_ROWS`` rows from the start of the data.
 
 A group-by gives the confusion matrix, from which accuracy and the weighted metrics follow
 exactly (the same definitions as Spark's MulticlassClassificationEvaluator). For binary labels
@@ -13,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sparkml_template.data import CLASSIFICATION, REGRESSION
 from sparkml_template.errors import QualityGateError
 from sparkml_template.pipeline import PREDICTION, PROBABILITY
 
@@ -22,6 +26,24 @@ if TYPE_CHECKING:
 ROC_RESOLUTION = 10_000
 # What minAccuracy gates on, promote compares and tune maximises (Spark's evaluator name too).
 GATE_METRIC = "accuracy"
+# The regression counterpart: what minR2 gates on, promote compares and tune maximises.
+REGRESSION_GATE_METRIC = "r2"
+CHART_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A task's primary metric: its name, the parameter that sets its minimum, its direction."""
+
+    metric: str
+    min_param: str
+    higher_is_better: bool = True
+
+
+GATES = {
+    CLASSIFICATION: Gate(GATE_METRIC, "minAccuracy"),
+    REGRESSION: Gate(REGRESSION_GATE_METRIC, "minR2"),
+}
 
 
 @dataclass
@@ -34,9 +56,25 @@ class ClassificationReport:
     per_class: dict[str, dict[str, float]]
     roc: list[tuple[float, float]] = field(default_factory=list)  # (fpr, tpr), from (0,0) to (1,1)
 
+    task = CLASSIFICATION
+
     @property
     def rows(self) -> int:
         return sum(map(sum, self.confusion))
+
+
+@dataclass
+class RegressionReport:
+    """What evaluation logs for a regression model: metrics and (actual, predicted) points."""
+
+    metrics: dict[str, float]
+    rows: int
+    points: list[tuple[float, float]] = field(default_factory=list)  # at most CHART_ROWS
+    classes: list[str] = field(default_factory=list)  # none: kept so callers need not ask
+    task = REGRESSION
+
+
+Report = ClassificationReport | RegressionReport
 
 
 def _safe_div(num: float, den: float) -> float:
@@ -132,8 +170,66 @@ def evaluate_predictions(
     return report
 
 
+def regression_metrics(rows: int, sse: float, sae: float, total: float, total_sq: float) -> dict:
+    """rmse, mae and r2 from the sums one aggregate gives (r2 = 1 - SSE / SST)."""
+    if not rows:
+        return {"rmse": float("nan"), "mae": float("nan"), "r2": float("nan")}
+    sst = total_sq - total * total / rows
+    return {
+        "rmse": (sse / rows) ** 0.5,
+        "mae": sae / rows,
+        "r2": 1.0 - sse / sst if sst > 0 else float("nan"),
+    }
+
+
+def evaluate_regression(predictions: DataFrame, label: str) -> RegressionReport:
+    """Score a regression model's ``predictions`` against ``label``: one aggregate job for the
+    metrics, and a bounded read of the first ``CHART_ROWS`` rows for the charts."""
+    from pyspark.sql import functions as F
+
+    actual = F.col(label).cast("double")
+    error = F.col(PREDICTION) - actual
+    scored = predictions.where(actual.isNotNull())
+    sums = scored.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(error * error).alias("sse"),
+        F.sum(F.abs(error)).alias("sae"),
+        F.sum(actual).alias("total"),
+        F.sum(actual * actual).alias("total_sq"),
+    ).first()
+    rows = int(sums["n"] or 0)
+    metrics = regression_metrics(
+        rows, sums["sse"] or 0.0, sums["sae"] or 0.0, sums["total"] or 0.0, sums["total_sq"] or 0.0
+    )
+    points = []
+    if rows:
+        head = scored.select(actual.alias("a"), F.col(PREDICTION).alias("p")).limit(CHART_ROWS)
+        points = [(r["a"], r["p"]) for r in head.collect()]
+    return RegressionReport(metrics, rows, points)
+
+
+def evaluate_model_output(
+    predictions: DataFrame, label: str, task: str, model_classes: list[str]
+) -> Report:
+    """The report for ``task``: classification (confusion matrix, ROC) or regression."""
+    if task == REGRESSION:
+        return evaluate_regression(predictions, label)
+    return evaluate_predictions(predictions, label, model_classes)
+
+
+def check_gate(report: Report, minimum: float) -> None:
+    """The quality gate: raise (exit code 3) if the task's primary metric is below ``minimum``."""
+    gate = GATES[report.task]
+    value = report.metrics[gate.metric]
+    if not value >= minimum:  # NaN fails too
+        raise QualityGateError(f"{gate.metric} {value:.4f} is below {gate.min_param} {minimum:.4f}")
+
+
+def gate_minimum(report: Report, params: dict) -> float:
+    """The minimum the entry point's params set for the report's task."""
+    return params[GATES[report.task].min_param]
+
+
 def check_min_accuracy(report: ClassificationReport, min_accuracy: float) -> None:
-    """The quality gate: raise (exit code 3) if accuracy is below the requested minimum."""
-    value = report.metrics[GATE_METRIC]
-    if value < min_accuracy:
-        raise QualityGateError(f"{GATE_METRIC} {value:.4f} is below minAccuracy {min_accuracy:.4f}")
+    """The classification gate: raise (exit code 3) if accuracy is below the minimum."""
+    check_gate(report, min_accuracy)

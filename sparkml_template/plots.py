@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sparkml_template.metrics import ClassificationReport
+from sparkml_template.metrics import ClassificationReport, RegressionReport
 
 
 def new_figure(width: float, height: float):
@@ -53,6 +53,40 @@ def save_roc_curve(report: ClassificationReport, path: Path, positive: str) -> P
     ax.set_ylabel(f"true positive rate (positive class: {positive})")
     ax.set_title("ROC curve")
     ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def save_predicted_vs_actual(report: RegressionReport, path: Path) -> Path:
+    """Each row's prediction against its label, with the line where they are equal."""
+    fig = new_figure(4.5, 4.5)
+    ax = fig.add_subplot()
+    actual = [p[0] for p in report.points]
+    predicted = [p[1] for p in report.points]
+    ax.scatter(actual, predicted, s=8, alpha=0.5, color="tab:blue")
+    if actual:
+        low, high = min(actual + predicted), max(actual + predicted)
+        ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"predicted vs actual (r2 {report.metrics['r2']:.3f}, {len(actual)} rows)")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def save_residuals(report: RegressionReport, path: Path) -> Path:
+    """Residuals (predicted - actual) against the prediction: a pattern means a missed shape."""
+    fig = new_figure(5.0, 4.0)
+    ax = fig.add_subplot()
+    predicted = [p[1] for p in report.points]
+    residuals = [p[1] - p[0] for p in report.points]
+    ax.scatter(predicted, residuals, s=8, alpha=0.5, color="tab:orange")
+    ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("residual (predicted - actual)")
+    ax.set_title(f"residuals (rmse {report.metrics['rmse']:.3g})")
     fig.tight_layout()
     fig.savefig(path)
     return path

@@ -65,8 +65,8 @@ def _per_partition(df: DataFrame, key, value) -> list[dict[str, Any]]:
 
 
 def data_partitions(profile: DatasetProfile) -> list[dict[str, Any]]:
-    """Per partition of the data as read: rows, rows per label class, rows without a label,
-    null feature cells.
+    """Per partition of the data as read: rows, rows per label class (classification), rows
+    without a label, null feature cells.
 
     Free: the validation job (``data.profile_dataset``) already groups by partition and class.
     """
@@ -82,7 +82,7 @@ def data_partitions(profile: DatasetProfile) -> list[dict[str, Any]]:
         row["null_feature_cells"] += count.null_feature_cells
         if count.label is None:
             row["null_label_rows"] += count.rows
-        else:
+        elif profile.task == "classification":  # a regression label's values are no columns
             column = f"label_{_METRIC_UNSAFE.sub('_', count.label)}"
             row[column] = row.get(column, 0) + count.rows
     return _fill(table)

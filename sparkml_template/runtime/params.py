@@ -102,13 +102,17 @@ def parse_params(
 
 
 def check_training_params(params: dict[str, Any]) -> None:
-    """Reject hyper-parameters Spark's LogisticRegression would refuse, before Spark starts."""
+    """Reject hyper-parameters Spark's estimators would refuse, before Spark starts."""
     if params["regParam"] < 0:
         raise UserError(f"regParam must be >= 0, got {params['regParam']}")
     if not 0.0 <= params["elasticNetParam"] <= 1.0:
         raise UserError(f"elasticNetParam must be in [0, 1], got {params['elasticNetParam']}")
     if params["maxIter"] < 1:
         raise UserError(f"maxIter must be >= 1, got {params['maxIter']}")
+    if params.get("numTrees", 1) < 1:
+        raise UserError(f"numTrees must be >= 1, got {params['numTrees']}")
+    if not 0 <= params.get("maxDepth", 0) <= 30:
+        raise UserError(f"maxDepth must be in [0, 30] (Spark's range), got {params['maxDepth']}")
     if not 0.0 < params["testFraction"] < 1.0:
         raise UserError(f"testFraction must be in (0, 1), got {params['testFraction']}")
 
@@ -117,6 +121,8 @@ def check_common_params(params: dict[str, Any]) -> None:
     """Checks of the parameters several entry points share; the runner applies them to all."""
     if "minAccuracy" in params and not 0.0 <= params["minAccuracy"] <= 1.0:
         raise UserError(f"minAccuracy must be in [0, 1], got {params['minAccuracy']}")
+    if "minR2" in params and not params["minR2"] <= 1.0:
+        raise UserError(f"minR2 must be <= 1 (r2 is at most 1), got {params['minR2']}")
     if not str(params.get("label", "x")).strip():
         raise UserError("label must name a column")
     if not str(params.get("master", "x")).strip():

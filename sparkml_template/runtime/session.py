@@ -30,6 +30,10 @@ LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 LOOPBACK = "127.0.0.1"
 EXECUTOR_TIMEOUT_ENV = "SPARKML_EXECUTOR_TIMEOUT"
 DEFAULT_EXECUTOR_TIMEOUT_S = 120.0
+# A local driver's heap: this share of the machine's memory, at least 1g, at most 8g.
+DRIVER_MEMORY_SHARE = 0.25
+DRIVER_MEMORY_MIN_MB = 1024
+DRIVER_MEMORY_MAX_MB = 8192
 
 
 def java_executable(env: dict[str, str] | None = None) -> str | None:
@@ -118,8 +122,55 @@ def is_local_master(master: str) -> bool:
     )
 
 
+def machine_memory_bytes() -> int | None:
+    """Physical memory, or the container's cgroup limit when that is lower (None if unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+def default_driver_memory(total_bytes: int | None) -> str:
+    """``DRIVER_MEMORY_SHARE`` of ``total_bytes`` in MiB, within the floor and the cap."""
+    if not total_bytes:
+        return f"{DRIVER_MEMORY_MIN_MB}m"
+    share = int(total_bytes * DRIVER_MEMORY_SHARE) // (1 << 20)
+    return f"{max(DRIVER_MEMORY_MIN_MB, min(DRIVER_MEMORY_MAX_MB, share))}m"
+
+
+def driver_memory_is_set(env: dict[str, str] | None = None) -> bool:
+    """Whether the user already chose the driver's heap (environment, submit args, defaults)."""
+    env = os.environ if env is None else env
+    if env.get("SPARK_DRIVER_MEMORY"):
+        return True
+    submit = env.get("PYSPARK_SUBMIT_ARGS", "")
+    if "--driver-memory" in submit or "spark.driver.memory" in submit:
+        return True
+    conf_dirs = [env.get("SPARK_CONF_DIR"), env.get("SPARK_HOME") and f"{env['SPARK_HOME']}/conf"]
+    for conf_dir in filter(None, conf_dirs):
+        try:
+            text = (Path(conf_dir) / "spark-defaults.conf").read_text()
+        except OSError:
+            continue
+        if re.search(r"^\s*spark\.driver\.memory\s", text, re.MULTILINE):
+            return True
+    return False
+
+
 def session_conf(master: str, app_name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Spark conf for a session this template creates."""
+    """Spark conf for a session this template creates.
+
+    A local master's driver runs every task, so its heap is sized to the machine
+    (``default_driver_memory``) unless the user set it: Spark's 1g default fails on modest data.
+    It only takes effect here, before the JVM starts.
+    """
     conf = {
         "spark.master": master,
         "spark.app.name": app_name,
@@ -132,6 +183,8 @@ def session_conf(master: str, app_name: str, extra: dict[str, str] | None = None
         # Keep the driver (and its UI and block manager) off public interfaces.
         conf["spark.driver.host"] = LOOPBACK
         conf["spark.driver.bindAddress"] = LOOPBACK
+    if master.startswith("local") and not driver_memory_is_set():
+        conf["spark.driver.memory"] = default_driver_memory(machine_memory_bytes())
     conf.update(extra or {})
     return conf
 

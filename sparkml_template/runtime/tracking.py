@@ -192,7 +192,7 @@ def log_json(obj: Any, artifact_file: str) -> None:
 def log_spark_model(
     model: PipelineModel,
     example_input: Any,
-    example_output: Any,
+    signature: Any,
     registered_model_name: str | None,
 ) -> ModelInfo:
     """Log the fitted pipeline with a signature and input example (no requirement inference).
@@ -202,9 +202,8 @@ def log_spark_model(
     test suite does that check once instead (pyfunc reload, ``mlflow models predict``/``serve``).
     """
     import mlflow
-    from mlflow.models import Model, infer_signature
+    from mlflow.models import Model
 
-    signature = infer_signature(example_input, example_output)
     return Model.log(
         artifact_path=None,  # deprecated in MLflow 3: the logged model's name is what resolves
         name=MODEL_ARTIFACT_PATH,  # runs:/<run id>/model

@@ -1,12 +1,12 @@
 """The ``evaluate`` workflow: score a logged model on labelled data, log metrics and charts, and
-gate on ``minAccuracy`` (after everything is logged)."""
+gate on the task's primary metric, ``minAccuracy`` or ``minR2`` (after everything is logged)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from sparkml_template.data import DataSource, content_digest, resolve_source
-from sparkml_template.metrics import ClassificationReport, check_min_accuracy
+from sparkml_template.metrics import Report, check_gate, gate_minimum
 from sparkml_template.observability.partitions import prediction_partitions, record_partitions
 from sparkml_template.pipeline import PREDICTION
 from sparkml_template.runtime import tracking
@@ -30,8 +30,8 @@ def prepare_evaluation(params: dict[str, Any]) -> DataSource:
 
 def run_evaluation(
     spark: SparkSession, params: dict[str, Any], source: DataSource, run_id: str, experiment_id: str
-) -> ClassificationReport:
-    """Evaluate and log; raise QualityGateError below ``minAccuracy`` (after logging)."""
+) -> Report:
+    """Evaluate and log; raise QualityGateError below the task's minimum (after logging)."""
     uri = params["modelUri"] or newest_model_uri(experiment_id, exclude_run_id=run_id)
     label = params["label"]
     say = console()
@@ -51,8 +51,8 @@ def run_evaluation(
         df,
         "evaluation",
         metrics=metrics,
-        tags={"evaluated_model_uri": uri},
+        tags={"evaluated_model_uri": uri, "task": report.task},
     )
     log_evaluation_artifacts(report)
-    check_min_accuracy(report, params["minAccuracy"])
+    check_gate(report, gate_minimum(report, params))
     return report

@@ -1,12 +1,13 @@
 """The ``main`` workflow (what ``mlflow run .`` runs): train, then evaluate the model on the
-held-out split in the same run, and gate on ``minAccuracy``."""
+held-out split in the same run, and gate on ``minAccuracy`` (classification) or ``minR2``
+(regression)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from sparkml_template.data import DataSource
-from sparkml_template.metrics import check_min_accuracy
+from sparkml_template.metrics import check_gate, gate_minimum
 from sparkml_template.workflows.models import log_evaluation_artifacts
 from sparkml_template.workflows.train import TrainingResult, prepare_training, run_training
 
@@ -22,5 +23,6 @@ def run_main(
     """Train and log as ``train`` does, add the evaluation charts, then apply the gate."""
     result = run_training(spark, params, source, run_id)
     log_evaluation_artifacts(result.fitted.report)
-    check_min_accuracy(result.fitted.report, params["minAccuracy"])
+    report = result.fitted.report
+    check_gate(report, gate_minimum(report, params))
     return result

@@ -8,10 +8,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparkml_template.data import DataSource, read_for_passes
+from sparkml_template.data import CLASSIFICATION, DataSource, read_for_passes
 from sparkml_template.errors import UserError
-from sparkml_template.metrics import ClassificationReport, evaluate_predictions
-from sparkml_template.pipeline import model_labels
+from sparkml_template.metrics import ClassificationReport, Report, evaluate_model_output
+from sparkml_template.pipeline import model_labels, model_task
 from sparkml_template.runtime import tracking
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def load_model(uri: str) -> PipelineModel:
 
 def score_labelled(
     model: PipelineModel, spark: SparkSession, source: DataSource, label: str
-) -> tuple[DataFrame, DataFrame, ClassificationReport]:
+) -> tuple[DataFrame, DataFrame, Report]:
     """The data, the model's predictions on it and their report; refuses unlabelled data.
 
     The data is read for several passes (metrics, then per-partition accuracy); callers that
@@ -72,17 +72,35 @@ def score_labelled(
     except (AnalysisException, IllegalArgumentException) as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"the model cannot score {source.uri}: {first}") from None
-    report = evaluate_predictions(predictions, label, model_labels(model))
+    task = model_task(model)
+    classes = model_labels(model) if task == CLASSIFICATION else []
+    report = evaluate_model_output(predictions, label, task, classes)
     if report.rows == 0:
         raise UserError(f"no row of {source.uri} has a label in column {label!r}")
     return df, predictions, report
 
 
-def log_evaluation_artifacts(report: ClassificationReport, prefix: str = "evaluation") -> None:
-    """Confusion matrix and ROC curve PNGs, and the per-class report (JSON and UI table)."""
+def log_evaluation_artifacts(report: Report, prefix: str = "evaluation") -> None:
+    """Classification: confusion matrix and ROC curve PNGs, and the per-class report (JSON and
+    UI table). Regression: predicted-vs-actual and residuals PNGs and the metrics as JSON."""
     import mlflow
 
-    from sparkml_template.plots import save_confusion_matrix, save_roc_curve
+    from sparkml_template.plots import (
+        save_confusion_matrix,
+        save_predicted_vs_actual,
+        save_residuals,
+        save_roc_curve,
+    )
+
+    if not isinstance(report, ClassificationReport):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            save_predicted_vs_actual(report, out / "predicted_vs_actual.png")
+            save_residuals(report, out / "residuals.png")
+            summary = {"metrics": report.metrics, "rows": report.rows}
+            (out / "regression_report.json").write_text(json.dumps(summary, indent=2))
+            mlflow.log_artifacts(tmp, prefix)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -143,14 +143,21 @@ def output_exists(spark: SparkSession, plan: PredictPlan) -> bool:
 def predict_frame(
     model: PipelineModel, df: DataFrame, resolved: ResolvedModel, scored_at: datetime
 ) -> DataFrame:
-    """Input columns plus prediction, probability array and lineage columns (lazy)."""
+    """Input columns plus prediction, probability array (classifiers that give one) and lineage
+    columns (lazy)."""
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    return model.transform(df).select(
+    scored = model.transform(df)
+    probability = (
+        [vector_to_array(F.col(PROBABILITY)).alias(PROBABILITY)]
+        if PROBABILITY in scored.columns
+        else []
+    )
+    return scored.select(
         *[F.col(c) for c in df.columns],
         F.col(PREDICTION),
-        vector_to_array(F.col(PROBABILITY)).alias(PROBABILITY),
+        *probability,
         F.lit(resolved.uri).alias(MODEL_URI_COLUMN),
         F.lit(resolved.version).cast("string").alias(MODEL_VERSION_COLUMN),
         F.lit(resolved.run_id).cast("string").alias(MODEL_RUN_ID_COLUMN),

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sparkml_template.data import DataSource, resolve_source
+from sparkml_template.data import CLASSIFICATION, DataSource, resolve_source
 from sparkml_template.errors import UserError
-from sparkml_template.metrics import GATE_METRIC, ClassificationReport, check_min_accuracy
-from sparkml_template.pipeline import model_labels
+from sparkml_template.metrics import GATES, Gate, Report, check_gate
+from sparkml_template.pipeline import model_labels, model_task
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.workflows.models import load_model, log_evaluation_artifacts, score_labelled
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 PROMOTED = "promoted"
 FIRST_CHAMPION = "first_champion"
 KEPT = "kept_champion"
-BELOW_MINIMUM = "below_min_accuracy"
+BELOW_MINIMUM = "below_min_accuracy"  # kept for classification; minR2 gives the same outcome
 ALREADY_CHAMPION = "already_champion"
 
 
@@ -59,18 +59,23 @@ def prepare_promotion(params: dict[str, Any]) -> DataSource:
 
 
 def decide(
-    candidate: float, champion: float | None, min_accuracy: float, margin: float
+    candidate: float,
+    champion: float | None,
+    minimum: float,
+    margin: float,
+    gate: Gate = GATES[CLASSIFICATION],
 ) -> Decision:
-    """Pure rule: above the minimum, and (if there is a champion) better by more than margin."""
-    if candidate < min_accuracy:
-        reason = f"{GATE_METRIC} {candidate:.4f} < minAccuracy {min_accuracy}"
-        return Decision(BELOW_MINIMUM, reason)
+    """Pure rule: at least the minimum, and (if there is a champion) better by more than margin,
+    "better" in the gate metric's direction."""
+    metric = gate.metric
+    if not candidate >= minimum:  # NaN is below any minimum
+        return Decision(BELOW_MINIMUM, f"{metric} {candidate:.4f} < {gate.min_param} {minimum}")
     if champion is None:
         return Decision(FIRST_CHAMPION, "no champion yet: the first model becomes champion")
-    delta = candidate - champion
+    delta = candidate - champion if gate.higher_is_better else champion - candidate
     if delta > margin:
-        return Decision(PROMOTED, f"{GATE_METRIC} +{delta:.4f} over the champion > margin {margin}")
-    return Decision(KEPT, f"{GATE_METRIC} {delta:+.4f} vs the champion is not > margin {margin}")
+        return Decision(PROMOTED, f"{metric} +{delta:.4f} over the champion > margin {margin}")
+    return Decision(KEPT, f"{metric} {delta:+.4f} vs the champion is not > margin {margin}")
 
 
 def candidate_uri(name: str, model_uri: str) -> str:
@@ -91,7 +96,8 @@ def _score(spark: SparkSession, params: dict[str, Any], source: DataSource, mode
     with console().phase(f"score the {role}", source.uri) as phase:
         df, _, report = score_labelled(model, spark, source, params["label"])
         df.unpersist()
-        phase.done(f"{GATE_METRIC} {report.metrics[GATE_METRIC]:.4f}")
+        metric = GATES[report.task].metric
+        phase.done(f"{metric} {report.metrics[metric]:.4f}")
     return report
 
 
@@ -99,16 +105,17 @@ def _log_comparison(
     run_id: str,
     name: str,
     versions: dict[str, str | None],
-    reports: dict[str, ClassificationReport],
+    reports: dict[str, Report],
     decision: Decision,
 ) -> None:
+    metric = GATES[reports["candidate"].task].metric
     metrics: dict[str, float] = {}
     for role, report in reports.items():
         metrics.update({f"{role}_{k}": v for k, v in report.metrics.items()})
         log_evaluation_artifacts(report, prefix=f"promotion/{role}")
     if "champion" in reports:
-        metrics[f"{GATE_METRIC}_delta"] = (
-            reports["candidate"].metrics[GATE_METRIC] - reports["champion"].metrics[GATE_METRIC]
+        metrics[f"{metric}_delta"] = (
+            reports["candidate"].metrics[metric] - reports["champion"].metrics[metric]
         )
     tags = {
         "promotion.model": name,
@@ -128,7 +135,8 @@ def run_promotion(
 ) -> Decision:
     """Score candidate and champion, log the comparison, move ``@champion`` if the rule says so.
 
-    Raises QualityGateError (exit 3) after logging when the candidate is below ``minAccuracy``.
+    Raises QualityGateError (exit 3) after logging when the candidate is below the task's
+    minimum (``minAccuracy`` or ``minR2``).
     """
     from mlflow.tracking import MlflowClient
 
@@ -145,7 +153,14 @@ def run_promotion(
     if champion is not None:
         champ_uri = f"models:/{name}/{champion.version}"
         champ_model = load_model(champ_uri)
-        cand_labels, champ_labels = model_labels(cand_model), model_labels(champ_model)
+        cand_task, champ_task = model_task(cand_model), model_task(champ_model)
+        if cand_task != champ_task:
+            raise UserError(
+                f"refusing to compare: champion {champ_uri} does {champ_task}, candidate "
+                f"{cand_uri} does {cand_task}; move @{CHAMPION} by hand if that is on purpose"
+            )
+        cand_labels = model_labels(cand_model) if cand_task == CLASSIFICATION else []
+        champ_labels = model_labels(champ_model) if champ_task == CLASSIFICATION else []
         if set(cand_labels) != set(champ_labels):
             raise UserError(
                 f"refusing to compare: champion {champ_uri} predicts {sorted(champ_labels)}, "
@@ -155,16 +170,18 @@ def run_promotion(
     reports = {"candidate": _score(spark, params, source, cand_model, "candidate")}
     if champ_model is not None:
         reports["champion"] = _score(spark, params, source, champ_model, "champion")
+    gate = GATES[reports["candidate"].task]
     decision = decide(
-        reports["candidate"].metrics[GATE_METRIC],
-        reports["champion"].metrics[GATE_METRIC] if "champion" in reports else None,
-        params["minAccuracy"],
+        reports["candidate"].metrics[gate.metric],
+        reports["champion"].metrics[gate.metric] if "champion" in reports else None,
+        params[gate.min_param],
         params["promotionMargin"],
+        gate,
     )
     versions = {"candidate": cand_version, "champion": champion.version if champion else None}
     _log_comparison(run_id, name, versions, reports, decision)
     MlflowClient().set_model_version_tag(name, cand_version, "promotion.decision", decision.outcome)
     if decision.moves_champion:
         set_champion(name, cand_version)
-    check_min_accuracy(reports["candidate"], params["minAccuracy"])
+    check_gate(reports["candidate"], params[gate.min_param])
     return decision

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
-    from sparkml_template.metrics import ClassificationReport
+    from sparkml_template.metrics import Report
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -32,6 +32,9 @@ DESCRIPTION_METRICS = (
     "areaUnderROC",
     "weightedPrecision",
     "weightedRecall",
+    "r2",
+    "rmse",
+    "mae",
     "test_rows",
     "train_rows",
 )
@@ -132,14 +135,17 @@ def describe_run(run_id: str, metrics: dict[str, float], classes: list[str]) -> 
             "| metric | value |",
             "| --- | --- |",
             *rows,
-            "",
-            f"Label classes (index order): {', '.join(f'`{c}`' for c in classes)}",
+            *(
+                ["", f"Label classes (index order): {', '.join(f'`{c}`' for c in classes)}"]
+                if classes
+                else []
+            ),
         ]
     )
 
 
 def register_training_run(
-    name: str, version: int | str, run_id: str, report: ClassificationReport
+    name: str, version: int | str, run_id: str, report: Report
 ) -> ModelVersion:
     """Describe and tag the version ``log_model`` just registered, and make it the challenger.
 
@@ -149,7 +155,7 @@ def register_training_run(
     client = _client()
     run = client.get_run(run_id)
     metrics = {**report.metrics, **run.data.metrics}
-    tags = {"labels": json.dumps(report.classes)}
+    tags = {"labels": json.dumps(report.classes), "task": report.task}
     for run_tag, version_tag in (
         (GIT_COMMIT_RUN_TAG, "git.commit"),
         (DATA_DIGEST_RUN_TAG, "data.digest"),

@@ -3,11 +3,14 @@ split, log it all (and register the model when asked)."""
 
 from __future__ import annotations
 
+import json
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sparkml_template.data import (
+    MAX_CATEGORIES,
     DatasetProfile,
     DataSource,
     content_digest,
@@ -17,9 +20,15 @@ from sparkml_template.data import (
     split_labelled,
 )
 from sparkml_template.errors import UserError
-from sparkml_template.metrics import ClassificationReport, evaluate_predictions
+from sparkml_template.metrics import Report, evaluate_model_output
 from sparkml_template.observability.partitions import data_partitions, record_partitions
-from sparkml_template.pipeline import PREDICTION, build_pipeline, inference_model
+from sparkml_template.pipeline import (
+    PREDICTION,
+    build_pipeline,
+    check_estimator_params,
+    inference_model,
+    used_params,
+)
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.params import check_training_params
@@ -27,6 +36,7 @@ from sparkml_template.workflows.registry import register_training_run
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow.models import ModelSignature
     from pyspark.ml import Pipeline, PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
@@ -34,6 +44,7 @@ if TYPE_CHECKING:
 def prepare_training(params: dict[str, Any]) -> DataSource:
     """Checks that need no Spark: hyper-parameter ranges and that local data exists."""
     check_training_params(params)
+    check_estimator_params(params)
     return resolve_source(params["data"])
 
 
@@ -43,7 +54,7 @@ class Fitted:
 
     model: PipelineModel
     profile: DatasetProfile
-    report: ClassificationReport
+    report: Report
     data: DataFrame  # the input as read, before the split
     train: DataFrame
     test: DataFrame
@@ -63,15 +74,18 @@ def fit_and_score(spark: SparkSession, params: dict[str, Any], source: DataSourc
     say = console()
     with say.phase("read and validate", source.uri) as phase:
         raw = read_for_passes(spark, source)  # validation, fit and scoring each read it
-        profile = profile_dataset(raw, label)
+        profile = profile_dataset(
+            raw, label, params["task"], params["features"], params["excludeColumns"]
+        )
         phase.done(describe_profile(profile, label))
+    announce_profile(profile)
     fraction = params["testFraction"]
     train, test = split_labelled(raw, label, fraction, params["seed"])
     pipeline = build_pipeline(profile, label, params)
     with say.phase("fit", describe_estimator(pipeline)):
         model = inference_model(pipeline.fit(train))
     with say.phase("evaluate", "the held-out split") as phase:
-        report = evaluate_predictions(model.transform(test), label, profile.labels)
+        report = evaluate_model_output(model.transform(test), label, profile.task, profile.labels)
         phase.done(describe_report(report))
     if report.rows == 0:
         raise UserError(
@@ -83,19 +97,19 @@ def fit_and_score(spark: SparkSession, params: dict[str, Any], source: DataSourc
 def describe_profile(profile: DatasetProfile, label: str) -> str:
     """ "569 rows, 30 features (30 numeric, 0 categorical), label diagnosis: 2 classes"."""
     dropped = f", {profile.null_label_rows} without a label" if profile.null_label_rows else ""
+    target = f"{len(profile.labels)} classes" if profile.labels else profile.task
     return (
         f"{profile.rows} rows{dropped}, {len(profile.features)} features "
         f"({len(profile.numeric_features)} numeric, {len(profile.categorical_features)} "
-        f"categorical), label {label}: {len(profile.labels)} classes"
+        f"categorical), label {label}: {target}"
     )
 
 
 def describe_estimator(pipeline: Pipeline) -> str:
     """The estimator stage and the hyper-parameters set on it ("LogisticRegression regParam=…")."""
-    from pyspark.ml.feature import IndexToString
+    from pyspark.ml import Estimator
 
-    stages = [s for s in pipeline.getStages() if not isinstance(s, IndexToString)]
-    estimator = stages[-1]
+    estimator = next(s for s in reversed(pipeline.getStages()) if isinstance(s, Estimator))
     keys = ("regParam", "elasticNetParam", "maxIter", "numTrees", "maxDepth")
     values = [
         f"{k}={estimator.getOrDefault(k):g}"
@@ -105,21 +119,84 @@ def describe_estimator(pipeline: Pipeline) -> str:
     return " ".join([type(estimator).__name__, *values])
 
 
-def describe_report(report: ClassificationReport) -> str:
-    shown = ("accuracy", "f1", "areaUnderROC")
+def describe_report(report: Report) -> str:
+    shown = ("accuracy", "f1", "areaUnderROC", "rmse", "mae", "r2")
     values = [f"{k} {report.metrics[k]:.4f}" for k in shown if k in report.metrics]
     return f"{', '.join(values)} on {report.rows} rows"
 
 
+def announce_profile(profile: DatasetProfile) -> None:
+    """One line with the task and why; one warning line per string column left out."""
+    print(f"task: {profile.task} ({profile.task_reason})", file=sys.stderr)
+    for name, count in profile.left_out.items():
+        print(
+            f"warning: string column {name!r} has about {count} distinct values "
+            f"(> {MAX_CATEGORIES}): left out of the features (excludeColumns={name} to say so)",
+            file=sys.stderr,
+        )
+
+
+def profile_tags(profile: DatasetProfile) -> dict[str, str]:
+    """The task decision and the columns left out, as run tags."""
+    tags = {"task": profile.task, "task.reason": profile.task_reason}
+    if profile.left_out:
+        tags["features.left_out"] = json.dumps(profile.left_out)
+    return tags
+
+
 def model_example(fitted: Fitted) -> pd.DataFrame:
-    """Five input rows and the model's predictions for them: the logged signature and example.
+    """Five input rows and the model's predictions for them: the logged example.
 
     Taken from the start of the input, where Spark stops reading after the first five rows:
-    the least work of any choice of rows.
+    the least work of any choice of rows. Dates are given as ISO strings, as a CSV or JSON
+    client sends them.
     """
-    features = fitted.profile.features
-    head = fitted.data.select(*features).limit(5)
-    return fitted.model.transform(head).select(*features, PREDICTION).toPandas()
+    import pandas as pd
+
+    profile = fitted.profile
+    head = fitted.data.select(*profile.features).limit(5)
+    example = fitted.model.transform(head).select(*profile.features, PREDICTION).toPandas()
+    for name in profile.date_features:
+        example[name] = [None if pd.isna(v) else v.isoformat() for v in example[name]]
+    return example
+
+
+def serving_signature(fitted: Fitted, example_output: pd.Series) -> ModelSignature:
+    """The signature a served model enforces, declared for what clients send.
+
+    ``pd.read_csv`` and JSON give int64 for whole numbers and float64 once a value is missing,
+    so an integer column is ``long`` (Spark's int would refuse int64), and ``any`` where the
+    data has nulls; the pipeline casts every number to double itself. Columns with nulls in
+    the data are optional; dates are strings.
+    """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from pyspark.sql.types import (
+        BooleanType,
+        ByteType,
+        IntegerType,
+        LongType,
+        ShortType,
+    )
+
+    profile = fitted.profile
+    types = {f.name: f.dataType for f in fitted.data.schema.fields}
+    nullable = set(profile.columns_with_nulls(profile.features))
+    columns = []
+    for name in profile.features:
+        dtype = types[name]
+        optional = name in nullable
+        if isinstance(dtype, ByteType | ShortType | IntegerType | LongType):
+            kind: Any = AnyType() if optional else "long"
+        elif isinstance(dtype, BooleanType):
+            kind = "boolean"
+        elif name in profile.numeric_features:
+            kind = "double"
+        else:
+            kind = "string"
+        columns.append(ColSpec(kind, name, required=not optional))
+    outputs = infer_signature(None, example_output).outputs
+    return ModelSignature(inputs=Schema(columns), outputs=outputs)
 
 
 def run_training(
@@ -136,7 +213,7 @@ def run_training(
     say = console()
     metrics = dict(report.metrics)
     metrics["test_rows"] = report.rows
-    metrics["train_rows"] = profile.rows - profile.null_label_rows - report.rows
+    metrics["train_rows"] = profile.labelled_rows - report.rows
     if profile.null_label_rows:
         metrics["rows_dropped_null_label"] = profile.null_label_rows
     tracking.log_run_context(
@@ -148,7 +225,12 @@ def run_training(
         "training",
         params=tracking.stage_params(model),
         metrics=metrics,
-        tags={tracking.MODEL_TAG: tracking.MODEL_ARTIFACT_PATH},
+        tags={
+            tracking.MODEL_TAG: tracking.MODEL_ARTIFACT_PATH,
+            "estimator": params["estimator"],
+            "estimator.params": ",".join(used_params(params["estimator"])),
+            **profile_tags(profile),
+        },
         rows=int(metrics["train_rows"]),
     )
     with say.phase("log the model", "Spark flavour, signature, input example") as phase:
@@ -156,7 +238,7 @@ def run_training(
         info = tracking.log_spark_model(
             model,
             example_input=example[profile.features],
-            example_output=example[PREDICTION],
+            signature=serving_signature(fitted, example[PREDICTION]),
             registered_model_name=params.get("registeredModelName"),
         )
         phase.done(info.model_uri)

@@ -111,3 +111,32 @@ def test_binary_label_trains_a_binary_model(spark):
     predictions, _ = _trained_predictions(spark, rows, "x double, y string", "y")
     assert len(predictions.first()["raw_prediction"]) == 2
     assert "label_index" not in predictions.columns
+
+
+def test_regression_metrics_from_sums_match_their_definitions():
+    from sparkml_template.metrics import regression_metrics
+
+    actual, predicted = [1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.5, 5.0]
+    errors = [p - a for a, p in zip(actual, predicted, strict=True)]
+    mean = sum(actual) / 4
+    got = regression_metrics(
+        4,
+        sum(e * e for e in errors),
+        sum(abs(e) for e in errors),
+        sum(actual),
+        sum(a * a for a in actual),
+    )
+    assert got["rmse"] == pytest.approx((sum(e * e for e in errors) / 4) ** 0.5)
+    assert got["mae"] == pytest.approx(0.5)
+    sst = sum((a - mean) ** 2 for a in actual)
+    assert got["r2"] == pytest.approx(1 - sum(e * e for e in errors) / sst)
+
+
+def test_the_regression_gate_names_r2_and_min_r2():
+    from sparkml_template.errors import QualityGateError
+    from sparkml_template.metrics import RegressionReport, check_gate
+
+    report = RegressionReport({"rmse": 1.0, "mae": 1.0, "r2": 0.4}, rows=10)
+    check_gate(report, 0.3)
+    with pytest.raises(QualityGateError, match=r"r2 0.4000 is below minR2 0.5000"):
+        check_gate(report, 0.5)

@@ -13,6 +13,8 @@ import pytest
 from sparkml_template.errors import UserError
 from sparkml_template.runtime.session import (
     check_java,
+    default_driver_memory,
+    driver_memory_is_set,
     is_local_master,
     parse_java_major,
     session_conf,
@@ -102,6 +104,27 @@ def test_local_sessions_bind_to_loopback_only():
     assert conf["spark.driver.bindAddress"] == "127.0.0.1"
     remote = session_conf("yarn", "app")
     assert "spark.driver.host" not in remote and remote["spark.master"] == "yarn"
+
+
+def test_a_local_driver_heap_is_a_capped_share_of_memory_unless_the_user_set_it(
+    tmp_path, monkeypatch
+):
+    gib = 1 << 30
+    assert default_driver_memory(16 * gib) == "4096m"  # 25%
+    assert default_driver_memory(64 * gib) == "8192m"  # capped
+    assert default_driver_memory(2 * gib) == "1024m" == default_driver_memory(None)  # floor
+    for name in ("SPARK_DRIVER_MEMORY", "PYSPARK_SUBMIT_ARGS", "SPARK_CONF_DIR", "SPARK_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    assert not driver_memory_is_set()
+    assert session_conf("local[2]", "app")["spark.driver.memory"].endswith("m")
+    assert "spark.driver.memory" not in session_conf("yarn", "app")
+    (tmp_path / "spark-defaults.conf").write_text("spark.driver.memory 3g\n")
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    assert driver_memory_is_set()
+    assert "spark.driver.memory" not in session_conf("local[2]", "app")
+    monkeypatch.delenv("SPARK_CONF_DIR")
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--driver-memory 2g pyspark-shell")
+    assert driver_memory_is_set()
 
 
 def test_stray_opt_spark_does_not_shadow_pip_pyspark(tmp_path):

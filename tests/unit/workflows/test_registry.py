@@ -183,3 +183,12 @@ def test_unknown_registered_model_is_one_line(registry, capsys):
 )
 def test_decision_rule(candidate, champion, minimum, margin, outcome):
     assert decide(candidate, champion, minimum, margin).outcome == outcome
+
+
+def test_the_regression_rule_uses_r2_and_min_r2():
+    from sparkml_template.metrics import GATES
+
+    gate = GATES["regression"]
+    assert decide(-0.2, None, 0.0, 0.0, gate).reason == "r2 -0.2000 < minR2 0.0"
+    assert decide(0.5, 0.4, -1e9, 0.05, gate).outcome == PROMOTED
+    assert decide(float("nan"), None, -1e9, 0.0, gate).outcome == BELOW_MINIMUM
