@@ -209,10 +209,22 @@ def profile_dataset(df: DataFrame, label: str) -> DatasetProfile:
         categorical_features=categorical,
         non_null=non_null,
         partitions=sorted(partitions, key=lambda p: (p.partition_id, p.label or "")),
-        num_partitions=df.rdd.getNumPartitions(),  # planning only, no job
+        num_partitions=_partition_count(df, partitions),
     )
     _check_profile(profile, label)
     return profile
+
+
+def _partition_count(df: DataFrame, partitions: list[PartitionCount]) -> int:
+    """How many partitions ``df`` has: asked of the plan (no job) in a classic session; over
+    Spark Connect, which has no RDDs, the highest partition that held rows (empty trailing ones
+    go uncounted)."""
+    from pyspark.errors import PySparkNotImplementedError
+
+    try:
+        return df.rdd.getNumPartitions()
+    except PySparkNotImplementedError:
+        return max((p.partition_id for p in partitions), default=-1) + 1
 
 
 def _check_profile(profile: DatasetProfile, label: str) -> None:

@@ -16,13 +16,19 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sparkml_template.errors import UserError
 from sparkml_template.observability.capture import TaskCapture
+from sparkml_template.runtime.connect_models import check_exchange_dir, check_server_reads
 from sparkml_template.runtime.params import check_common_params, param_specs, parse_params
 from sparkml_template.runtime.preflight import (
     TrackingServerUnreachableError,
     check_master_reachable,
     check_tracking_server,
 )
-from sparkml_template.runtime.session import check_java, start_spark_in_background
+from sparkml_template.runtime.session import (
+    check_java,
+    is_connect_master,
+    is_connect_session,
+    start_spark_in_background,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -99,12 +105,14 @@ def run_entry_point(
     """
     run_id: str | None = None
     try:
-        check_java()
         params, raw = parse_params(entry_point, argv)
+        check_java(master=params["master"])
         check_common_params(params)
         prepared = prepare(params)
         check_tracking_server()  # seconds, where MLflow's retries would take minutes
         check_master_reachable(params["master"])
+        if is_connect_master(params["master"]):
+            check_exchange_dir()  # where the server and this process exchange models
         capture = TaskCapture()  # the event log dir must exist before the SparkContext starts
         global _launched_jvm
         _launched_jvm = _launched_jvm or _no_jvm_yet()
@@ -117,6 +125,8 @@ def run_entry_point(
             run_id = run.info.run_id
             _log_entry_params(run_id, entry_point, raw)
             spark = spark_future.result()
+            if is_connect_session(spark):
+                check_server_reads(spark)  # before any training, not after it
             capture.begin(spark, run_id)
             ctx = RunContext(entry_point, params, spark, run_id, run.info.experiment_id, prepared)
             try:
