@@ -175,7 +175,7 @@ def write_predictions(spark: SparkSession, predictions: DataFrame, plan: Predict
     """Write Parquet (or a table) and return the row count read back from what was written."""
     from pyspark.errors import AnalysisException
 
-    mode = "overwrite" if plan.overwrite else "errorifexists"
+    mode = "overwrite" if plan.overwrite else "error"  # Spark Connect knows no "errorifexists"
     try:
         if plan.output_is_table:
             predictions.write.mode(mode).saveAsTable(plan.output)

@@ -8,6 +8,7 @@ is kept, and the run still ends FAILED.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -104,6 +105,7 @@ def run_entry_point(
     server, a standalone master) is checked before the JVM starts, so a mistake costs seconds.
     """
     run_id: str | None = None
+    connect: SparkSession | None = None  # a Spark Connect session this call opened
     try:
         params, raw = parse_params(entry_point, argv)
         check_java(master=params["master"])
@@ -126,6 +128,8 @@ def run_entry_point(
             _log_entry_params(run_id, entry_point, raw)
             spark = spark_future.result()
             if is_connect_session(spark):
+                if is_connect_master(params["master"]):
+                    connect = spark
                 check_server_reads(spark)  # before any training, not after it
             capture.begin(spark, run_id)
             ctx = RunContext(entry_point, params, spark, run_id, run.info.experiment_id, prepared)
@@ -143,6 +147,12 @@ def run_entry_point(
     except KeyboardInterrupt:
         _record_failure("interrupted", run_id)
         return 130
+    finally:
+        if connect is not None:
+            # Closed now, models still referenced are not released over gRPC from finalizers
+            # at interpreter exit (which can block forever once gRPC's threads are gone).
+            with contextlib.suppress(Exception):
+                connect.stop()
 
 
 def exit_process(code: int) -> None:
