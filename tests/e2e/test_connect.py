@@ -200,6 +200,29 @@ def test_model_logged_over_connect_serves_without_connect(connect_tracking, conn
     assert set(predictions) <= {"benign", "malignant"}
 
 
+def test_tune_over_connect(connect_url, connect_tracking):
+    """A small grid (2 x 1, 2 folds): cross-validation and the best model over sc://."""
+    tracking, _ = connect_tracking
+    grid = ["-P", "regParam=0.0,0.1", "-P", "elasticNetParam=0.0", "-P", "numFolds=2"]
+    tuned = mlflow_run(tracking, "-e", "tune", "-P", f"master={connect_url}", *grid)
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    (parent,) = [
+        r
+        for r in tracking.client().search_runs([tracking.experiment_id])
+        if r.data.tags.get("mlflow.project.entryPoint") == "tune"
+        and "mlflow.parentRunId" not in r.data.tags
+    ]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["grid_size"] == 2
+    assert parent.data.tags["spark.connect"] == "true"
+    children = tracking.client().search_runs(
+        [tracking.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(children) == 2
+    models = tracking.client().search_logged_models([tracking.experiment_id])
+    assert any(m.source_run_id == parent.info.run_id for m in models)
+
+
 def test_unreachable_connect_url_is_one_line_in_seconds(connect_tracking):
     tracking, _ = connect_tracking
     port = _free_port()  # nothing listens there
