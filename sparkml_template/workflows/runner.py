@@ -93,6 +93,16 @@ def _record_failure(message: str, run_id: str | None) -> None:
         pass
 
 
+def _master_arg(argv: list[str]) -> str:
+    """The ``--master`` value as given (a Spark Connect master needs no Java here)."""
+    for i, arg in enumerate(argv):
+        if arg == "--master" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--master="):
+            return arg.split("=", 1)[1]
+    return ""
+
+
 def run_entry_point(
     entry_point: str,
     argv: list[str],
@@ -107,8 +117,8 @@ def run_entry_point(
     run_id: str | None = None
     connect: SparkSession | None = None  # a Spark Connect session this call opened
     try:
+        check_java(master=_master_arg(argv))  # first: Spark's own error for it is a traceback
         params, raw = parse_params(entry_point, argv)
-        check_java(master=params["master"])
         check_common_params(params)
         prepared = prepare(params)
         check_tracking_server()  # seconds, where MLflow's retries would take minutes

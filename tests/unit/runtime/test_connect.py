@@ -88,3 +88,18 @@ def test_unwritable_exchange_dir_is_one_line(tmp_path):
     with pytest.raises(UserError, match="cannot write the Spark Connect model directory"):
         check_exchange_dir({"SPARKML_CONNECT_MODEL_DIR": str(blocker / "models")})
     assert check_exchange_dir({"SPARKML_CONNECT_MODEL_DIR": str(tmp_path / "m")}).is_dir()
+
+
+@pytest.mark.parametrize(
+    ("argv", "master"),
+    [
+        (["--data", "x.csv", "--master", "sc://h:1"], "sc://h:1"),
+        (["--master=local[2]"], "local[2]"),
+        (["--data", "x.csv"], ""),
+        (["--master"], ""),
+    ],
+)
+def test_the_java_check_reads_the_master_before_parsing(argv, master):
+    from sparkml_template.workflows.runner import _master_arg
+
+    assert _master_arg(argv) == master
