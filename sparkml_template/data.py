@@ -272,7 +272,7 @@ def profile_dataset(
     if decided == REGRESSION and truncated:  # the label-free pass: bounded whatever the data
         rows, _ = _validation_rows(df, label, columns, kind, by_label=False)
     profile = _profile_from_rows(rows, columns, kind, decided, reason)
-    profile.num_partitions = df.rdd.getNumPartitions()  # planning only, no job
+    profile.num_partitions = _partition_count(df, profile.partitions)  # planning only, no job
     _check_profile(profile, label)
     return profile
 
@@ -406,6 +406,18 @@ def _profile_from_rows(
         label_max=high,
         left_out=left_out,
     )
+
+
+def _partition_count(df: DataFrame, partitions: list[PartitionCount]) -> int:
+    """How many partitions ``df`` has: asked of the plan (no job) in a classic session; over
+    Spark Connect, which has no RDDs, the highest partition that held rows (empty trailing ones
+    go uncounted)."""
+    from pyspark.errors import PySparkNotImplementedError
+
+    try:
+        return df.rdd.getNumPartitions()
+    except PySparkNotImplementedError:
+        return max((p.partition_id for p in partitions), default=-1) + 1
 
 
 def _check_profile(profile: DatasetProfile, label: str) -> None:

@@ -21,8 +21,10 @@ from sparkml_template.runtime.params import MLPROJECT, load_mlproject
 
 VARIANTS = ("databricks", "kubernetes")
 REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
-# Databricks runtimes ship their own Spark: a PyPI pyspark on the cluster would shadow it.
-RUNTIME_PROVIDED = {"databricks": frozenset({"pyspark"})}
+# Databricks runtimes ship their own Spark and its Connect client libraries: PyPI copies on the
+# cluster would shadow them.
+CONNECT_CLIENT = frozenset({"grpcio", "grpcio-status", "googleapis-common-protos", "pyarrow"})
+RUNTIME_PROVIDED = {"databricks": frozenset({"pyspark"}) | CONNECT_CLIENT}
 # The spark_python_task body. MLflow inlines this file's text into the job file it submits.
 DATABRICKS_JOB = "sparkml_template/deploy/databricks_job.py"
 # What a staged project holds besides its MLproject and the entry scripts its commands name.

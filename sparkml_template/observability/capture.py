@@ -25,6 +25,7 @@ from sparkml_template.observability import task_tables
 from sparkml_template.observability.eventlog import ReadStats, iter_lines, locate_event_log
 from sparkml_template.observability.eventlog_copy import RunLogWriter, secret_values
 from sparkml_template.observability.task_events import RunEvents, application_end_line, run_tag
+from sparkml_template.runtime.session import is_connect_session
 from sparkml_template.runtime.switches import switched_on
 from sparkml_template.runtime.tracking import log_batch
 
@@ -43,6 +44,8 @@ MAX_UI_TABLE_ROWS = 10_000  # the CSV has every row; the UI table stays loadable
 STALE_AFTER_S = 30 * 24 * 3600
 MIN_AGE_S = 3600  # never race a run that is starting or just ended
 LISTENER_WAIT_MS = 10_000
+REMOTE_FLUSH_WAIT_S = 1.0
+UI_URL_ENV = "SPARKML_SPARK_UI_URL"  # a Spark Connect server's UI, when not at its conf's port
 
 
 def warn(message: str) -> None:
@@ -117,13 +120,16 @@ class TaskCapture:
             return
         self.spark, self.run_id = spark, run_id
         try:
-            sc = spark.sparkContext
-            sc.addJobTag(run_tag(run_id))
-            # Read now what finding the log needs: a driver that dies mid-run answers nothing
-            # later, and its event log on disk still holds every task up to the failure.
-            self._conf = dict(sc.getConf().getAll())
-            self._app_id, self._ui_url = sc.applicationId, sc.uiWebUrl
-        except Exception as exc:  # Spark Connect has no SparkContext
+            if is_connect_session(spark):
+                spark.addTag(run_tag(run_id))  # the server tags the jobs it runs for us
+            else:
+                sc = spark.sparkContext
+                sc.addJobTag(run_tag(run_id))
+                # Read now what finding the log needs: a driver that dies mid-run answers
+                # nothing later, and its event log on disk holds every task up to the failure.
+                self._conf = dict(sc.getConf().getAll())
+                self._app_id, self._ui_url = sc.applicationId, sc.uiWebUrl
+        except Exception as exc:
             warn(f"cannot tag Spark jobs ({type(exc).__name__}); task metrics skipped")
             self.spark = None
 
@@ -131,7 +137,7 @@ class TaskCapture:
         """Collect and log the run's task metrics; never raises."""
         if self.spark is None or self.run_id is None:
             return
-        sc = self.spark.sparkContext
+        spark = self.spark
         started = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory(prefix="sparkml-task-metrics-") as tmp:
@@ -144,12 +150,17 @@ class TaskCapture:
             _set_source(self.run_id, "none")
         finally:
             with contextlib.suppress(Exception):
-                sc.removeJobTag(run_tag(self.run_id))
+                if is_connect_session(spark):
+                    spark.removeTag(run_tag(self.run_id))
+                else:
+                    spark.sparkContext.removeJobTag(run_tag(self.run_id))
             with contextlib.suppress(OSError):
                 if self.log_dir is not None and not any(self.log_dir.iterdir()):
                     self.log_dir.rmdir()  # the session was not ours: Spark never used it
 
     def _collect(self, out_dir: Path) -> tuple[RunEvents | None, str]:
+        if is_connect_session(self.spark):
+            return self._collect_remote(out_dir)
         sc = self.spark.sparkContext  # type: ignore[union-attr]
         tag = run_tag(self.run_id)  # type: ignore[arg-type]
         with contextlib.suppress(Exception):  # the log is written on its own listener thread
@@ -170,6 +181,47 @@ class TaskCapture:
             return collect_from_rest(self._ui_url.rstrip("/"), app_id, tag), "status_api"
         warn("the session has no readable event log and no Spark UI; task metrics skipped")
         return None, "none"
+
+    def _collect_remote(self, out_dir: Path) -> tuple[RunEvents | None, str]:
+        """Over Spark Connect: the server's event log if this machine can read it (a shared
+        disk), else the server's UI REST API, else nothing (one warning)."""
+        conf = dict(self.spark.conf.getAll)  # type: ignore[union-attr]
+        tag = run_tag(self.run_id)  # type: ignore[arg-type]
+        app_id = conf.get("spark.app.id", "")
+        pattern = conf.get("spark.redaction.regex")
+        enabled = conf.get("spark.eventLog.enabled", "false").lower() == "true"
+        log_dir = conf.get("spark.eventLog.dir", "") if enabled else ""
+        path = None
+        if log_dir.startswith(("/", "file:")):
+            time.sleep(REMOTE_FLUSH_WAIT_S)  # the server's listener writes the log after the job
+            path = locate_event_log(log_dir, app_id)
+        if path is not None:
+            copy = RunLogWriter(out_dir, app_id, secret_values(conf.items(), pattern), pattern)
+            return read_run_log(path, tag, copy), "event_log"
+        ui_url = remote_ui_url(conf)
+        if ui_url:
+            from sparkml_template.observability.status_api import collect_from_rest
+
+            try:
+                return collect_from_rest(ui_url, app_id, tag), "status_api"
+            except OSError as exc:
+                warn(f"the server's Spark UI {ui_url} did not answer ({exc}); task metrics skipped")
+                return None, "none"
+        warn("the Spark Connect server has no event log readable here and no Spark UI; skipped")
+        return None, "none"
+
+
+def remote_ui_url(conf: dict[str, str]) -> str | None:
+    """The Spark UI of a Spark Connect server: ``SPARKML_SPARK_UI_URL`` if set, else the
+    driver's host and ``spark.ui.port`` from the server's conf (None when the UI is off)."""
+    given = os.environ.get(UI_URL_ENV, "").strip()
+    if given:
+        return given.rstrip("/")
+    if conf.get("spark.ui.enabled", "true").lower() == "false":
+        return None
+    host = conf.get("spark.driver.host", "")
+    port = conf.get("spark.ui.port", "4040")
+    return f"http://{host}:{port}" if host else None
 
 
 def read_run_log(path: Path, tag: str, copy: RunLogWriter | None = None) -> RunEvents:

@@ -14,7 +14,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from sparkml_template.observability.task_events import NS_PER_MS, RunEvents, StageAttempt, headline
+from sparkml_template.observability.task_events import (
+    NS_PER_MS,
+    RunEvents,
+    StageAttempt,
+    has_run_tag,
+    headline,
+)
 
 TIMEOUT_S = 10
 
@@ -95,7 +101,11 @@ def collect_from_rest(ui_url: str, app_id: str, tag: str) -> RunEvents:
     """The run's jobs, stages and tasks from a live driver's REST API."""
     run = RunEvents(tag)
     app = quote(app_id, safe="")
-    jobs = [j for j in _get(ui_url, f"applications/{app}/jobs") if tag in (j.get("jobTags") or [])]
+    jobs = [
+        j
+        for j in _get(ui_url, f"applications/{app}/jobs")
+        if has_run_tag(j.get("jobTags") or [], tag)
+    ]
     stage_job: dict[int, int] = {}
     for job in sorted(jobs, key=lambda j: j["jobId"]):
         run.jobs[job["jobId"]] = {

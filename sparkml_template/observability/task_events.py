@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,12 @@ _EXECUTION_ID = re.compile(r'"executionId":(\d+)')
 def run_tag(run_id: str) -> str:
     """The Spark job tag that marks a run's jobs (tags may not contain commas)."""
     return f"{TAG_PREFIX}{run_id}"
+
+
+def has_run_tag(job_tags: Iterable[str], tag: str) -> bool:
+    """Whether a job's tags include the run's: as set in a classic session, or as a Spark
+    Connect server rewrites a client's session tag (``SparkConnect_SessionTag_…_Tag_<tag>``)."""
+    return any(t == tag or t.endswith(f"_Tag_{tag}") for t in job_tags)
 
 
 def _tags(properties: dict[str, Any] | None) -> set[str]:
@@ -327,7 +334,7 @@ class RunEvents:
         return line, event
 
     def _ours(self, properties: dict[str, Any] | None) -> bool:
-        return self.tag is None or self.tag in _tags(properties)
+        return self.tag is None or has_run_tag(_tags(properties), self.tag)
 
     def _app_event(self, name: str, event: dict[str, Any]) -> None:
         if name == "SparkListenerApplicationStart":

@@ -21,6 +21,7 @@ from sparkml_template.errors import UserError
 
 PROBE_TIMEOUT_S = 5.0
 DEFAULT_MASTER_PORT = 7077
+DEFAULT_CONNECT_PORT = 15002
 
 
 class TrackingServerUnreachableError(UserError):
@@ -136,8 +137,33 @@ def master_endpoints(master: str) -> list[tuple[str, int]]:
     return endpoints
 
 
+def connect_endpoint(master: str) -> tuple[str, int]:
+    """``(host, port)`` of a Spark Connect URL ``sc://host[:port][/;param=value…]``."""
+    parts = urlparse(master.strip())
+    try:
+        port = parts.port or DEFAULT_CONNECT_PORT
+    except ValueError:
+        port = None
+    if parts.scheme != "sc" or not parts.hostname or port is None:
+        raise UserError(
+            f"master {master!r} is not a valid Spark Connect URL; expected sc://host:port "
+            f"(the default port is {DEFAULT_CONNECT_PORT})"
+        )
+    return parts.hostname, port
+
+
 def check_master_reachable(master: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Fail in seconds unless some master of a ``spark://`` URL accepts a TCP connection."""
+    """Fail in seconds unless some master of a ``spark://`` URL, or the Spark Connect server of
+    an ``sc://`` URL, accepts a TCP connection."""
+    if master.strip().startswith("sc://"):
+        host, port = connect_endpoint(master)
+        reason = tcp_probe(host, port, timeout)
+        if reason is not None:
+            raise UserError(
+                f"Spark Connect server {host}:{port} is unreachable ({reason}): start it "
+                "($SPARK_HOME/sbin/start-connect-server.sh) or fix the master parameter"
+            )
+        return
     if not master.startswith("spark://"):
         return  # local needs no network; YARN and Kubernetes are reached through their configs
     reasons = []

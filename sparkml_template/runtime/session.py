@@ -2,7 +2,8 @@
 
 Order matters here: Java is checked first (Spark's own error for a missing or old JVM is a long
 Py4J traceback), then Spark is located with findspark, and only then is a session created or,
-on Databricks or in a notebook, the active one reused untouched.
+on Databricks or in a notebook, the active one reused untouched. A Spark Connect master
+(``sc://host:port``) starts no JVM here: the session is a gRPC client of a remote server.
 """
 
 from __future__ import annotations
@@ -72,10 +73,26 @@ def java_major_version(java: str) -> int | None:
     return parse_java_major(out.stderr + out.stdout)
 
 
-def check_java(env: dict[str, str] | None = None) -> int:
-    """Fail with one line unless a Java 17+ runtime is there for Spark to launch."""
+def is_connect_master(master: str) -> bool:
+    """True for a Spark Connect endpoint (``sc://host:port``): the driver runs on the server."""
+    return master.strip().startswith("sc://")
+
+
+def is_connect_session(spark: object) -> bool:
+    """True for a Spark Connect session (checked by type, without importing the Connect client,
+    whose import guard exits the process when its dependencies are missing)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def check_java(env: dict[str, str] | None = None, master: str = "") -> int:
+    """Fail with one line unless a Java 17+ runtime is there for Spark to launch.
+
+    A Spark Connect master launches no JVM in this process, so it needs no Java here.
+    """
     if "DATABRICKS_RUNTIME_VERSION" in (os.environ if env is None else env):
         return MIN_JAVA  # the cluster's JVM is already running
+    if is_connect_master(master):
+        return 0
     java = java_executable(env)
     if java is None:
         raise UserError(
@@ -242,6 +259,8 @@ def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = No
         return active
     if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
         return SparkSession.builder.getOrCreate()  # the cluster's session; set nothing
+    if is_connect_master(master):
+        return connect_session(master, app_name)
     conf = session_conf(master, app_name, extra_conf)
     _add_driver_options(conf)
     if is_local_master(master):
@@ -261,6 +280,17 @@ def get_spark(master: str, app_name: str, extra_conf: dict[str, str] | None = No
     if not master.startswith("local"):
         wait_for_executors(spark, master)
     return spark
+
+
+def connect_session(master: str, app_name: str) -> SparkSession:
+    """A Spark Connect client session; the server's own conf (master, event log …) applies."""
+    from pyspark.sql import SparkSession
+
+    try:
+        return SparkSession.builder.remote(master.strip()).appName(app_name).getOrCreate()
+    except Exception as exc:  # a missing client dependency, a malformed URL
+        cause = _root_cause(exc)
+        raise UserError(f"could not open a Spark Connect session to {master!r}: {cause}") from None
 
 
 def executor_timeout(env: dict[str, str] | None = None) -> float:
@@ -333,6 +363,12 @@ def start_spark_in_background(
     PySpark's active session is thread-local.
     """
     active = active_session()
+    if active is None and (
+        is_connect_master(master) or os.environ.get("DATABRICKS_RUNTIME_VERSION")
+    ):
+        # No JVM to start (a remote server, or Databricks' running one); and a Spark Connect
+        # session, which pyspark.ml looks up, is active only in the thread that made it.
+        active = get_spark(master, app_name, extra_conf)
     if active is not None:
         done: Future[SparkSession] = Future()
         done.set_result(active)

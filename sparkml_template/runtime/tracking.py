@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparkml_template.runtime.redaction import redact_conf
+from sparkml_template.runtime.session import active_session, is_connect_session
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -32,27 +33,49 @@ _DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value", "Duplicate 
 
 
 def environment_tags(spark: SparkSession) -> dict[str, str]:
-    """Versions and placement of the run: what you need to reproduce or debug it."""
+    """Versions and placement of the run: what you need to reproduce or debug it.
+
+    Over Spark Connect the client has no JVM: the master and application id come from the
+    server's conf, the Java version is not known here, and ``spark.connect`` says so.
+    """
     import mlflow
     import pyspark
 
+    tags = {
+        "spark.version": spark.version,
+        "pyspark.version": pyspark.__version__,
+        "python.version": platform.python_version(),
+        "mlflow.version": mlflow.__version__,
+    }
+    if is_connect_session(spark):
+        conf = spark.conf.getAll
+        return {
+            **tags,
+            "spark.master": conf.get("spark.master", ""),
+            "spark.app_id": conf.get("spark.app.id", ""),
+            "spark.connect": "true",
+        }
     sc = spark.sparkContext
     java_version = sc._jvm.java.lang.System.getProperty("java.version")  # type: ignore[union-attr]
     return {
-        "spark.version": spark.version,
-        "pyspark.version": pyspark.__version__,
+        **tags,
         "java.version": str(java_version),
-        "python.version": platform.python_version(),
-        "mlflow.version": mlflow.__version__,
         "spark.master": sc.master,
         "spark.app_id": sc.applicationId,
     }
 
 
+def spark_conf_items(spark: SparkSession) -> dict[str, str]:
+    """The session's Spark conf: SparkConf in a classic session, the server's over Connect."""
+    if is_connect_session(spark):
+        return dict(spark.conf.getAll)
+    return dict(spark.sparkContext.getConf().getAll())
+
+
 def redacted_spark_conf(spark: SparkSession) -> dict[str, str]:
     """The effective Spark conf with secrets replaced, by Spark's own ``spark.redaction.regex``."""
-    conf = spark.sparkContext.getConf()
-    return redact_conf(conf.getAll(), conf.get("spark.redaction.regex", None))
+    conf = spark_conf_items(spark)
+    return redact_conf(conf.items(), conf.get("spark.redaction.regex"))
 
 
 def stage_params(model: PipelineModel) -> dict[str, str]:
@@ -200,18 +223,26 @@ def log_spark_model(
     Goes through ``Model.log`` with ``validate_serving_input=False``: ``mlflow.spark.log_model``
     always reloads the saved model and scores the example (seconds of Spark jobs per run). The
     test suite does that check once instead (pyfunc reload, ``mlflow models predict``/``serve``).
+    Over Spark Connect the server writes the model's files (``runtime.connect_models``).
     """
     import mlflow
     from mlflow.models import Model
 
+    options = {
+        "signature": signature,
+        "input_example": example_input,
+        "pip_requirements": pip_requirements(),
+        "registered_model_name": registered_model_name or None,
+        "validate_serving_input": False,
+    }
+    if is_connect_session(active_session()):  # no JVM here: the server saves the files
+        from sparkml_template.runtime.connect_models import log_model_via_server
+
+        return log_model_via_server(model, MODEL_ARTIFACT_PATH, **options)
     return Model.log(
         artifact_path=None,  # deprecated in MLflow 3: the logged model's name is what resolves
         name=MODEL_ARTIFACT_PATH,  # runs:/<run id>/model
         flavor=mlflow.spark,
         spark_model=model,
-        signature=signature,
-        input_example=example_input,
-        pip_requirements=pip_requirements(),
-        registered_model_name=registered_model_name or None,
-        validate_serving_input=False,
+        **options,
     )

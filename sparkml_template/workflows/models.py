@@ -13,6 +13,8 @@ from sparkml_template.errors import UserError
 from sparkml_template.metrics import ClassificationReport, Report, evaluate_model_output
 from sparkml_template.pipeline import model_labels, model_task
 from sparkml_template.runtime import tracking
+from sparkml_template.runtime.connect_models import load_model_via_server
+from sparkml_template.runtime.session import active_session, is_connect_session
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -44,7 +46,11 @@ def load_model(uri: str) -> PipelineModel:
     import mlflow
 
     try:
+        if is_connect_session(active_session()):  # no JVM here: the server loads the files
+            return load_model_via_server(uri)
         return mlflow.spark.load_model(uri)
+    except UserError:
+        raise
     except Exception as exc:  # MlflowException, OSError, Py4J errors: all "cannot load"
         text = str(exc).strip().splitlines()
         raise UserError(

@@ -25,6 +25,7 @@ from sparkml_template.errors import UserError
 from sparkml_template.pipeline import PREDICTION, PROBABILITY
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
+from sparkml_template.runtime.session import is_connect_session
 from sparkml_template.workflows.models import load_model, newest_model_uri
 from sparkml_template.workflows.registry import ResolvedModel, resolve_model_uri
 
@@ -131,13 +132,26 @@ def output_exists(spark: SparkSession, plan: PredictPlan) -> bool:
     """Whether the output table or path exists (Hadoop's FileSystem: local, HDFS, S3, …)."""
     if plan.output_is_table:
         return spark.catalog.tableExists(plan.output)
-    try:
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-        conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    except Exception:  # Spark Connect has no JVM here: the write's errorifexists mode still refuses
-        return False
+    if is_connect_session(spark):
+        return _path_exists_on_server(spark, plan.output)
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     path = jvm.org.apache.hadoop.fs.Path(plan.output)
     return bool(path.getFileSystem(conf).exists(path))
+
+
+def _path_exists_on_server(spark: SparkSession, path: str) -> bool:
+    """Over Spark Connect: resolving a file listing of ``path`` on the server (no job) fails
+    with PATH_NOT_FOUND when there is nothing there."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        spark.read.format("binaryFile").load(path).schema  # noqa: B018 -- analysis only
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" in str(exc):
+            return False
+        raise
+    return True
 
 
 def predict_frame(
@@ -169,7 +183,7 @@ def write_predictions(spark: SparkSession, predictions: DataFrame, plan: Predict
     """Write Parquet (or a table) and return the row count read back from what was written."""
     from pyspark.errors import AnalysisException
 
-    mode = "overwrite" if plan.overwrite else "errorifexists"
+    mode = "overwrite" if plan.overwrite else "error"  # Spark Connect knows no "errorifexists"
     try:
         if plan.output_is_table:
             predictions.write.mode(mode).saveAsTable(plan.output)

@@ -22,6 +22,7 @@ from sparkml_template.errors import QualityGateError, UserError
 from sparkml_template.observability.capture import TaskCapture
 from sparkml_template.observability.report import write_report
 from sparkml_template.observability.summary import write_summary
+from sparkml_template.runtime.connect_models import check_exchange_dir, check_server_reads
 from sparkml_template.runtime.console import console, use_console
 from sparkml_template.runtime.params import check_common_params, param_specs, parse_params
 from sparkml_template.runtime.preflight import (
@@ -29,7 +30,13 @@ from sparkml_template.runtime.preflight import (
     check_master_reachable,
     check_tracking_server,
 )
-from sparkml_template.runtime.session import check_java, driver_death, start_spark_in_background
+from sparkml_template.runtime.session import (
+    check_java,
+    driver_death,
+    is_connect_master,
+    is_connect_session,
+    start_spark_in_background,
+)
 from sparkml_template.runtime.switches import switched_on
 
 if TYPE_CHECKING:
@@ -203,6 +210,23 @@ def _after_body(capture: TaskCapture, run_id: str, entry_point: str, print_summa
         write_report(run_id, summary)
 
 
+def _master_arg(argv: list[str]) -> str:
+    """The ``--master`` value as given (a Spark Connect master needs no Java here)."""
+    for i, arg in enumerate(argv):
+        if arg == "--master" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--master="):
+            return arg.split("=", 1)[1]
+    return ""
+
+
+def _stop_quietly(spark: SparkSession) -> None:
+    # Closed now, models still referenced are not released over gRPC from finalizers at
+    # interpreter exit (which can block forever once gRPC's threads are gone).
+    with contextlib.suppress(Exception):
+        spark.stop()
+
+
 def run_entry_point(
     entry_point: str,
     argv: list[str],
@@ -230,12 +254,14 @@ def _run(
     say = use_console(entry_point)
     try:
         with _sigterm_interrupts():
-            check_java()
+            check_java(master=_master_arg(argv))  # first: Spark's own error is a traceback
             params, raw = parse_params(entry_point, argv)
             check_common_params(params)
             prepared = prepare(params)
             check_tracking_server()  # seconds, where MLflow's retries would take minutes
             check_master_reachable(params["master"])
+            if is_connect_master(params["master"]):
+                check_exchange_dir()  # where the server and this process exchange models
             capture = TaskCapture()  # the event log dir must exist before the SparkContext starts
             global _launched_jvm
             _launched_jvm = _launched_jvm or _no_jvm_yet()
@@ -251,6 +277,10 @@ def _run(
                     spark = spark_future.result()
                     phase.done(f"Spark {spark.version}")
                 say.spark = spark
+                if is_connect_session(spark):
+                    if is_connect_master(params["master"]):  # ours to close, after everything
+                        stack.callback(_stop_quietly, spark)
+                    check_server_reads(spark)  # before any training, not after it
                 stack.enter_context(_registry_uri_pinned())
                 capture.begin(spark, run_id)
                 ctx = RunContext(

@@ -220,3 +220,92 @@ def test_databricks_submission_runs_the_job_and_reports_its_states(workspace):
     } <= called
     assert any(m == "POST" and p.startswith("/dbfs/mlflow-experiments/") for m, p, _ in ws.requests)
     assert ws.unhandled == []
+
+
+# --- the Asset Bundle's jobs ----------------------------------------------------------------
+
+
+def _bundle_submit_body(job: dict, variables: dict[str, str], overrides: dict[str, str]) -> dict:
+    """What running bundle job ``job`` submits, as one Jobs API 2.0 run: its job cluster, its
+    task's libraries, and the task's argv with the job parameters filled in.
+
+    Two stand-ins for what the bundle's deploy does in a workspace: the entry script is uploaded
+    to DBFS, and the synced project is on PYTHONPATH (a workspace script's own folder is).
+    """
+    import re
+
+    from databricks.sdk.service import jobs as sdk_jobs
+
+    text = json.dumps(job)
+    for name, value in variables.items():  # "var.experiment_name", "bundle.name"
+        text = text.replace(f"${{{name}}}", value)
+    job = json.loads(text)
+    (cluster,) = job["job_clusters"]
+    (task,) = job["tasks"]
+    params = {p["name"]: p["default"] for p in job["parameters"]} | overrides
+    python = task["spark_python_task"]
+    argv = [
+        re.sub(r"\{\{job\.parameters\.(\w+)\}\}", lambda m: params[m.group(1)], arg)
+        for arg in python["parameters"]
+    ]
+    new_cluster = dict(cluster["new_cluster"])
+    new_cluster["spark_env_vars"] = {
+        **new_cluster.get("spark_env_vars", {}),
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    script = python["python_file"].removeprefix("../")
+    submit = sdk_jobs.SubmitTask.from_dict(
+        {
+            "task_key": task["task_key"],
+            "new_cluster": new_cluster,
+            "libraries": task["libraries"],
+            "spark_python_task": {"python_file": f"dbfs:/bundle/{script}", "parameters": argv},
+        }
+    ).as_dict()
+    submit.pop("task_key")  # Jobs API 2.0: one task, no key
+    return {"run_name": job["name"], **submit}
+
+
+@pytest.mark.cli
+def test_bundle_train_job_runs_on_the_emulated_workspace(workspace):
+    """The dev target's train job, as the bundle defines it, with `--params regParam=0.1`."""
+    import yaml
+    from databricks.sdk import WorkspaceClient
+
+    from sparkml_template.deploy.bundle import BUNDLE_FILE, JOBS_FILE, job_key, merged_job
+
+    emulator, client, experiment_id = workspace
+    spec = yaml.safe_load(BUNDLE_FILE.read_text())
+    jobs = yaml.safe_load(JOBS_FILE.read_text())["resources"]["jobs"]
+    job = merged_job(spec, jobs, "dev", job_key("train"))
+    variables = {
+        "var.experiment_name": client.get_experiment(experiment_id).name,
+        "var.node_type_id": spec["variables"]["node_type_id"]["default"],
+        "bundle.name": spec["bundle"]["name"],
+    }
+    overrides = {"regParam": "0.1", "data": str(PROJECT_ROOT / "data" / "breast_cancer.csv")}
+    body = _bundle_submit_body(job, variables, overrides)
+    assert "${" not in json.dumps(body)
+
+    api = WorkspaceClient(host=emulator.url, token=TOKEN).api_client
+    script = PROJECT_ROOT / "train.py"
+    api.do("POST", "/dbfs/bundle/train.py", data=script.read_bytes())
+    run_id = api.do("POST", "/api/2.0/jobs/runs/submit", body=body)["run_id"]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        state = api.do("GET", "/api/2.0/jobs/runs/get", query={"run_id": run_id})["state"]
+        if state["life_cycle_state"] in ("TERMINATED", "SKIPPED", "INTERNAL_ERROR"):
+            break
+        time.sleep(2)
+    log = emulator.workspace.get_run(run_id).log_path.read_text(errors="replace")
+    assert state.get("result_state") == "SUCCESS", log[-3000:]
+
+    runs = client.search_runs([experiment_id], filter_string="params.regParam = '0.1'")
+    assert len(runs) == 1, log[-3000:]
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["regParam"] == "0.1"
+    assert run.data.params["maxIter"] == "100"  # the MLproject default, through the bundle
+    assert run.data.tags["spark.master"] == "local[2]"  # the cluster's session
+    models = client.search_logged_models([experiment_id])
+    assert any(m.source_run_id == run.info.run_id for m in models)

@@ -431,6 +431,7 @@ class Workspace:
             "DATABRICKS_RUNTIME_VERSION": runtime_version(cluster["spark_version"]),
             "DATABRICKS_HOST": self.url,
             "DATABRICKS_TOKEN": self.token,
+            "MLFLOW_TRACKING_URI": "databricks",  # a Databricks driver logs to its workspace
         }
         if os.environ.get("JAVA_HOME"):
             env["JAVA_HOME"] = os.environ["JAVA_HOME"]

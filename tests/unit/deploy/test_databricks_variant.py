@@ -16,7 +16,12 @@ from emulators.databricks import check_fields
 
 from sparkml_template.deploy import dispatch
 from sparkml_template.deploy.databricks_job import task_argv
-from sparkml_template.deploy.variants import python_libraries, requirement_pins, stage_variant
+from sparkml_template.deploy.variants import (
+    RUNTIME_PROVIDED,
+    python_libraries,
+    requirement_pins,
+    stage_variant,
+)
 from sparkml_template.errors import UserError
 from sparkml_template.runtime.params import load_mlproject
 
@@ -48,8 +53,9 @@ def test_python_libraries_are_the_runtime_pins_but_pyspark(staged):
     libraries = load_mlproject(staged / "MLproject")["databricks_spark_job"]["python_libraries"]
     pins = requirement_pins()
     assert libraries == python_libraries("databricks")
-    assert libraries == [p for p in pins if not p.startswith("pyspark==")]
-    assert any(p.startswith("pyspark==") for p in pins)  # the one left out, on purpose
+    provided = RUNTIME_PROVIDED["databricks"]  # pyspark and its Connect client libraries
+    assert libraries == [p for p in pins if p.split("==")[0] not in provided]
+    assert any(p.startswith("pyspark==") for p in pins)  # left out on purpose
 
 
 def test_job_parameters_reach_the_entry_script_as_the_root_command_meant(staged):

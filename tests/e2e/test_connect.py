@@ -1,0 +1,267 @@
+"""Every entry point over Spark Connect: a real Connect server from the pip pyspark on
+127.0.0.1 (stopped by its process-group id), driven by `mlflow run . -P master=sc://…`.
+
+The server writes its event log where this machine reads it (the task metrics' first source),
+and the model goes through the default exchange directory (server and client share the disk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SHIPPED_DATA, VENV_BIN, Tracking, mlflow_run, subprocess_env
+
+from sparkml_template.observability.capture import SOURCE_TAG
+from sparkml_template.runtime.tracking import ERROR_TAG
+
+pytestmark = pytest.mark.cli
+STARTUP_SECONDS = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (the script and its JVM), SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"Connect server exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(1)
+    pytest.fail(f"Connect server not up after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def connect_url(tmp_path_factory):
+    """`sbin/start-connect-server.sh` of the pip pyspark, in the foreground, on a free port."""
+    import pyspark
+
+    tmp = tmp_path_factory.mktemp("connect")
+    spark_home = Path(pyspark.__file__).parent
+    events = tmp / "events"
+    events.mkdir()
+    port = _free_port()
+    conf = {
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": events.as_uri(),
+        "spark.eventLog.compression.codec": "zstd",
+        "spark.sql.warehouse.dir": (tmp / "warehouse").as_uri(),
+    }
+    args = [f"--conf={k}={v}" for k, v in conf.items()]
+    env = subprocess_env(
+        SPARK_HOME=str(spark_home),
+        SPARK_NO_DAEMONIZE="1",
+        SPARK_LOG_DIR=str(tmp),
+        SPARK_PID_DIR=str(tmp),
+        SPARK_LOCAL_IP="127.0.0.1",
+        PYSPARK_PYTHON=str(VENV_BIN / "python"),
+    )
+    log = tmp / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(spark_home / "sbin" / "start-connect-server.sh"), "--master", "local[2]", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp,
+            start_new_session=True,  # its own process group, so _stop reaches the JVM
+        )
+    try:
+        _wait_for_port(port, proc, log)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def connect_tracking(tmp_path_factory):
+    import mlflow
+
+    tmp = tmp_path_factory.mktemp("connect_runs")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    exp = mlflow.MlflowClient(uri).create_experiment(
+        "connect", artifact_location=(tmp / "a").as_uri()
+    )
+    return Tracking(uri, tmp / "a", exp), tmp
+
+
+def _newest_run(tracking: Tracking, entry_point: str):
+    runs = tracking.client().search_runs(
+        [tracking.experiment_id],
+        filter_string=f"tags.`mlflow.project.entryPoint` = '{entry_point}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    assert runs, f"no {entry_point} run"
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def connect_main(connect_url, connect_tracking):
+    """One `mlflow run . -P master=sc://…` (train, then evaluate on the held-out split)."""
+    tracking, _ = connect_tracking
+    trained = mlflow_run(tracking, "-P", f"master={connect_url}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    return _newest_run(tracking, "main"), trained
+
+
+def test_main_over_connect(connect_main):
+    run, trained = connect_main
+    assert run.info.status == "FINISHED"
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["spark.connect"] == "true"
+    assert tags["spark.master"] == "local[2]"  # the server's master, not sc://
+    assert tags[SOURCE_TAG] == "event_log", trained.stderr[-2000:]
+    assert metrics["spark/tasks"] > 0
+    assert metrics["accuracy"] > 0.9
+
+
+def test_evaluate_over_connect(connect_url, connect_tracking, connect_main):
+    tracking, _ = connect_tracking
+    run, _ = connect_main
+    master = f"master={connect_url}"
+    uri = f"modelUri=runs:/{run.info.run_id}/model"
+    evaluated = mlflow_run(tracking, "-e", "evaluate", "-P", master, "-P", uri)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    evaluation = _newest_run(tracking, "evaluate")
+    expected = run.data.metrics["accuracy"]
+    assert evaluation.data.metrics["accuracy"] == pytest.approx(expected, abs=0.1)
+
+
+def test_predict_over_connect_and_refuses_an_existing_output(
+    connect_url, connect_tracking, connect_main
+):
+    tracking, tmp = connect_tracking
+    run, _ = connect_main
+    args = ["-e", "predict", "-P", f"master={connect_url}"]
+    args += ["-P", f"modelUri=runs:/{run.info.run_id}/model", "-P", f"output={tmp / 'scored'}"]
+    scored = mlflow_run(tracking, *args)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    predict = _newest_run(tracking, "predict")
+    assert predict.data.metrics["output_rows"] == predict.data.metrics["input_rows"] > 0
+    written = pd.read_parquet(tmp / "scored")
+    assert set(written["prediction"]) <= {"benign", "malignant"}
+
+    again = mlflow_run(tracking, *args)
+    assert again.returncode != 0
+    assert "already exists" in again.stderr
+
+
+def test_model_logged_over_connect_serves_without_connect(connect_tracking, connect_main):
+    tracking, tmp = connect_tracking
+    run, _ = connect_main
+    frame = pd.read_csv(SHIPPED_DATA).head(8)
+    inputs, outputs = tmp / "input.csv", tmp / "predictions.json"
+    frame.drop(columns=["diagnosis"]).to_csv(inputs, index=False)
+    model = ["-m", f"runs:/{run.info.run_id}/model", "--env-manager", "local"]
+    files = ["-i", str(inputs), "-t", "csv", "-o", str(outputs)]
+    result = subprocess.run(
+        [str(VENV_BIN / "mlflow"), "models", "predict", *model, *files],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=subprocess_env(MLFLOW_TRACKING_URI=tracking.uri),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = json.loads(outputs.read_text())["predictions"]
+    assert len(predictions) == 8
+    assert set(predictions) <= {"benign", "malignant"}
+
+
+def test_tune_over_connect(connect_url, connect_tracking):
+    """A small grid (2 x 1, 2 folds): cross-validation and the best model over sc://."""
+    tracking, _ = connect_tracking
+    grid = ["-P", "regParam=0.0,0.1", "-P", "elasticNetParam=0.0", "-P", "numFolds=2"]
+    tuned = mlflow_run(tracking, "-e", "tune", "-P", f"master={connect_url}", *grid)
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    (parent,) = [
+        r
+        for r in tracking.client().search_runs([tracking.experiment_id])
+        if r.data.tags.get("mlflow.project.entryPoint") == "tune"
+        and "mlflow.parentRunId" not in r.data.tags
+    ]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["grid_size"] == 2
+    assert parent.data.tags["spark.connect"] == "true"
+    children = tracking.client().search_runs(
+        [tracking.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(children) == 2
+    models = tracking.client().search_logged_models([tracking.experiment_id])
+    assert any(m.source_run_id == parent.info.run_id for m in models)
+
+
+def test_unreachable_connect_url_is_one_line_in_seconds(connect_tracking):
+    tracking, _ = connect_tracking
+    port = _free_port()  # nothing listens there
+    result = mlflow_run(tracking, "-e", "train", "-P", f"master=sc://127.0.0.1:{port}")
+    assert result.returncode != 0
+    errors = [ln for ln in result.stderr.splitlines() if "train: error:" in ln]
+    assert len(errors) == 1 and "is unreachable" in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    run = _newest_run(tracking, "train")
+    assert run.info.status == "FAILED"
+    assert "Spark Connect server" in run.data.tags[ERROR_TAG]
+
+
+def test_serverless_without_a_volume_stops_before_training(connect_url, connect_tracking):
+    """Databricks serverless, emulated: a runtime version and a Spark Connect session given by
+    the platform (here through SPARK_REMOTE), but no MLFLOW_DFS_TMP volume for the model."""
+    tracking, _ = connect_tracking
+    env = subprocess_env(
+        DATABRICKS_RUNTIME_VERSION="client.4.0",
+        SPARK_REMOTE=connect_url,
+        MLFLOW_TRACKING_URI=tracking.uri,
+        MLFLOW_EXPERIMENT_ID=tracking.experiment_id,
+    )
+    for name in ("MLFLOW_DFS_TMP", "SPARKML_CONNECT_MODEL_DIR"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [str(VENV_BIN / "python"), "train.py", "--data", str(SHIPPED_DATA)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [ln for ln in result.stderr.splitlines() if "train: error:" in ln]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "Unity Catalog volume" in errors[0] and "MLFLOW_DFS_TMP=/Volumes/" in errors[0]
+    runs = tracking.client().search_runs(
+        [tracking.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
+    assert runs[0].info.status == "FAILED"
+    assert "Unity Catalog volume" in runs[0].data.tags[ERROR_TAG]
