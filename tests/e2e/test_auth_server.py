@@ -7,13 +7,12 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import zstandard
 from conftest import PROJECT_ROOT, VENV_BIN, subprocess_env
-from test_tracking_server import free_port, healthy, stop_group
+from servers import free_port, mlflow_server
 
 pytestmark = pytest.mark.cli
 ADMIN = "admin"
@@ -43,19 +42,8 @@ def auth_server(tmp_path_factory):
         "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
         "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
     ]  # fmt: skip
-    with open(root / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 240
-        while not healthy(url):
-            assert proc.poll() is None, (root / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the auth server did not answer /health"
-            time.sleep(1)
+    with mlflow_server(cmd, url, root, env):
         yield url
-    finally:
-        stop_group(proc)
 
 
 def _admin_client(url):

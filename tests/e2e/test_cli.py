@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import zstandard
 from conftest import PROJECT_ROOT, VENV_BIN, mlflow_run, only_run, subprocess_env
+from servers import free_port
 
 from sparkml_template.observability.capture import SOURCE_TAG
 from sparkml_template.runtime.redaction import REDACTED
@@ -169,12 +170,6 @@ def test_evaluate_defaults_to_the_newest_trained_model_and_gates(main_run):
     assert latest.data.metrics["accuracy"] == evaluation.data.metrics["accuracy"]  # logged first
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def git_daemon(tmp_path):
     """This working tree, committed into a bare repo and served by `git daemon` on 127.0.0.1."""
@@ -198,7 +193,7 @@ def git_daemon(tmp_path):
     subprocess.run(
         ["git", "clone", "-q", "--bare", str(work), str(base / "template.git")], check=True
     )
-    port = _free_port()
+    port = free_port()
     daemon = subprocess.Popen(
         [
             "git",

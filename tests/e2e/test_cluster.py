@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PROJECT_ROOT, SHIPPED_DATA, Tracking, mlflow_run, only_run, subprocess_env
+from servers import free_port
 
 from sparkml_template.errors import UserError
 from sparkml_template.runtime.preflight import check_master_reachable
@@ -39,12 +39,6 @@ def load_cluster_script():
 
 
 spark_cluster = load_cluster_script()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

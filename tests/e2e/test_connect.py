@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,32 +17,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import SHIPPED_DATA, VENV_BIN, Tracking, mlflow_run, subprocess_env
+from servers import free_port, stop_group
 
 from sparkml_template.observability.capture import SOURCE_TAG
 from sparkml_template.runtime.tracking import ERROR_TAG
 
 pytestmark = pytest.mark.cli
 STARTUP_SECONDS = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (the script and its JVM), SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
@@ -67,7 +46,7 @@ def connect_url(tmp_path_factory):
     spark_home = Path(pyspark.__file__).parent
     events = tmp / "events"
     events.mkdir()
-    port = _free_port()
+    port = free_port()
     conf = {
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),
@@ -102,7 +81,7 @@ def connect_url(tmp_path_factory):
         _wait_for_port(port, proc, log)
         yield f"sc://127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop_group(proc)
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +204,7 @@ def test_tune_over_connect(connect_url, connect_tracking):
 
 def test_unreachable_connect_url_is_one_line_in_seconds(connect_tracking):
     tracking, _ = connect_tracking
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     result = mlflow_run(tracking, "-e", "train", "-P", f"master=sc://127.0.0.1:{port}")
     assert result.returncode != 0
     errors = [ln for ln in result.stderr.splitlines() if "train: error:" in ln]

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +17,7 @@ import urllib.request
 import pytest
 from conftest import SHIPPED_DATA, VENV_BIN, subprocess_env
 from lifecycle_support import module_tracking, train_registered
+from servers import free_port, stop_group
 
 NAME = "bc_served"
 MODEL_URI = f"models:/{NAME}@champion"
@@ -29,26 +27,6 @@ MODELS_CLI = [str(VENV_BIN / "mlflow"), "models"]
 LOCAL = ["--env-manager", "local"]  # this venv's Python: no environment is built
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (uvicorn and its workers), SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def served(spark, tmp_path_factory):
     """Train and crown one model, then start `mlflow models serve` on it."""
@@ -56,7 +34,7 @@ def served(spark, tmp_path_factory):
     with module_tracking(tmp) as tracking:
         version = train_registered(tracking, NAME)
         tracking.client().set_registered_model_alias(NAME, "champion", version)
-        port = _free_port()
+        port = free_port()
         log = tmp / "serve.log"
         with open(log, "w") as out:
             proc = subprocess.Popen(
@@ -69,7 +47,7 @@ def served(spark, tmp_path_factory):
         try:
             yield tracking, tmp, f"http://127.0.0.1:{port}", proc, log
         finally:
-            _stop(proc)
+            stop_group(proc)
 
 
 @pytest.fixture(scope="module")

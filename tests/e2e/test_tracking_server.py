@@ -6,13 +6,9 @@ comes back through it; an unreachable server fails a run in seconds, before Spar
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -29,6 +25,7 @@ from conftest import (
     only_run,
     subprocess_env,
 )
+from servers import free_port, mlflow_server
 
 from sparkml_template.errors import UserError
 from sparkml_template.runtime.preflight import check_tracking_server
@@ -41,40 +38,6 @@ class Server:
     url: str
     artifacts: Path
     pid: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM the server's process group (its uvicorn workers too), SIGKILL if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            continue
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # the workers outlive the parent by a moment
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -99,19 +62,8 @@ def server(tmp_path_factory):
     ]
     # The GenAI job runner (huey consumers) is not needed to track runs; it only costs start-up.
     env = subprocess_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    with open(root / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 240
-        while not healthy(url):
-            assert proc.poll() is None, (root / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server did not answer /health"
-            time.sleep(1)
+    with mlflow_server(cmd, url, root, env) as proc:
         yield Server(url, root / "artifacts", proc.pid)
-    finally:
-        stop_group(proc)
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)
 
