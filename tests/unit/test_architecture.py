@@ -83,3 +83,9 @@ def test_each_workflow_module_is_named_for_its_entry_point():
 def test_no_two_package_modules_share_a_name():
     names = [p.stem for p in PACKAGE.rglob("*.py") if p.stem != "__init__"]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_no_two_test_files_share_a_name():
+    """pytest imports test files by basename (no packages under tests/): two alike collide."""
+    names = [p.name for p in (PROJECT_ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
