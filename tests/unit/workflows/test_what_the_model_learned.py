@@ -129,3 +129,15 @@ def test_tree_ensembles_log_importances_and_gbt_its_held_out_loss(
     assert len(held_out) == (10 if estimator == "gbt" else 0)
     assert np.isfinite(held_out).all()
     assert "model/coefficients.json" not in _artifacts(tracking, run)
+
+
+def test_a_model_of_unknown_shape_gives_one_warning_and_nothing_else(spark):
+    from pyspark.ml import PipelineModel
+
+    from sparkml_template.metrics import what_the_model_learned
+
+    lines: list[str] = []
+    learned = what_the_model_learned(PipelineModel([]), None, "y", warn=lines.append)
+    assert lines == ["warning: what the model learned is not logged: "
+                     "the model has no stage reading the features column"]  # fmt: skip
+    assert not (learned.training_loss or learned.coefficients or learned.importances)
