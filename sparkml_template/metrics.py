@@ -9,6 +9,10 @@ exactly (the same definitions as Spark's MulticlassClassificationEvaluator). For
 the same group-by also buckets the positive-class probability, rounded to 1e-4, which gives the
 ROC curve and the area under it (ties within a bucket count half, as in the Mann-Whitney form
 of AUC).
+
+What the model learned (``what_the_model_learned``) is read from the fitted estimator: its loss
+history, coefficients or feature importances named by the assembler's ML attributes, and for
+gradient-boosted trees the loss per iteration on the held-out split.
 """
 
 from __future__ import annotations
