@@ -111,14 +111,17 @@ def make_estimator(name: str, task: str, params: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {"featuresCol": FEATURES, "predictionCol": PREDICTION}
     if task == CLASSIFICATION:
         kwargs.update(labelCol=LABEL_INDEX, predictionCol=PREDICTION_INDEX)
-        if cls().hasParam("probabilityCol"):
-            kwargs.update(probabilityCol=PROBABILITY, rawPredictionCol=RAW_PREDICTION)
     else:
         kwargs["labelCol"] = LABEL_VALUE
     for param in entry.params:
         if param in params:
             kwargs[entry.rename.get(param, param)] = params[param]
-    return cls(**kwargs)
+    estimator = cls(**kwargs)
+    if task == CLASSIFICATION and estimator.hasParam("probabilityCol"):
+        # set, not passed: GBTClassifier has these params but its __init__ does not take them
+        estimator.set(estimator.getParam("probabilityCol"), PROBABILITY)
+        estimator.set(estimator.getParam("rawPredictionCol"), RAW_PREDICTION)
+    return estimator
 
 
 def check_estimator_params(params: dict[str, Any]) -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sparkml_template.metrics import ClassificationReport, RegressionReport
+from sparkml_template.metrics import (
+    TOP_IMPORTANCES,
+    ClassificationReport,
+    Learned,
+    RegressionReport,
+)
 
 
 def new_figure(width: float, height: float):
@@ -87,6 +92,23 @@ def save_residuals(report: RegressionReport, path: Path) -> Path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("residual (predicted - actual)")
     ax.set_title(f"residuals (rmse {report.metrics['rmse']:.3g})")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def save_feature_importances(learned: Learned, path: Path) -> Path:
+    """The largest feature importances of a tree ensemble as horizontal bars, largest on top."""
+    names = learned.importances["feature"][:TOP_IMPORTANCES]
+    weights = learned.importances["importance"][:TOP_IMPORTANCES]
+    fig = new_figure(6.0, 1.5 + 0.3 * len(names))
+    ax = fig.add_subplot()
+    ax.barh(range(len(names)), weights, color="tab:green")
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("importance (sums to 1 over all features)")
+    total = len(learned.importances["feature"])
+    ax.set_title(f"feature importances (top {len(names)} of {total})")
     fig.tight_layout()
     fig.savefig(path)
     return path

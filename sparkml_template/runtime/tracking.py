@@ -139,6 +139,23 @@ def log_batch(
     )
 
 
+def log_series(run_id: str, series: dict[str, list[float]]) -> None:
+    """Step metrics (step 0, 1, ...) for each named series, in one batch call."""
+    import time
+
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(name, float(value), now, step)
+        for name, values in series.items()
+        for step, value in enumerate(values)
+    ]
+    if metrics:
+        MlflowClient().log_batch(run_id, metrics=metrics)
+
+
 def _known_size(dataset: Any, rows: int | None) -> Any:
     """The dataset with a profile we already know (or none) instead of MLflow's own.
 

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from sparkml_template.data import CLASSIFICATION, DataSource, read_for_passes
 from sparkml_template.errors import UserError
-from sparkml_template.metrics import ClassificationReport, Report, evaluate_model_output
+from sparkml_template.metrics import (
+    ClassificationReport,
+    Learned,
+    Report,
+    evaluate_model_output,
+)
 from sparkml_template.pipeline import model_labels, model_task
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.connect_models import load_model_via_server
@@ -131,3 +136,22 @@ def log_evaluation_artifacts(report: Report, prefix: str = "evaluation") -> None
         },
         artifact_file=f"{prefix}/per_class_report_table.json",
     )
+
+
+def log_what_the_model_learned(run_id: str, learned: Learned, prefix: str = "model") -> None:
+    """``training_loss`` and ``validation_loss`` as step metrics; the coefficients or feature
+    importances as UI tables under ``model/`` (and the importances as a bar chart)."""
+    import mlflow
+
+    from sparkml_template.plots import save_feature_importances
+
+    tracking.log_series(
+        run_id, {"training_loss": learned.training_loss, "validation_loss": learned.validation_loss}
+    )
+    if learned.coefficients:
+        mlflow.log_table(learned.coefficients, artifact_file=f"{prefix}/coefficients.json")
+    if learned.importances:
+        mlflow.log_table(learned.importances, artifact_file=f"{prefix}/feature_importances.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            chart = save_feature_importances(learned, Path(tmp) / "feature_importances.png")
+            mlflow.log_artifact(str(chart), prefix)

@@ -20,7 +20,12 @@ from sparkml_template.data import (
     split_labelled,
 )
 from sparkml_template.errors import UserError
-from sparkml_template.metrics import Report, evaluate_model_output
+from sparkml_template.metrics import (
+    Learned,
+    Report,
+    evaluate_model_output,
+    what_the_model_learned,
+)
 from sparkml_template.observability.partitions import data_partitions, record_partitions
 from sparkml_template.pipeline import (
     PREDICTION,
@@ -32,6 +37,7 @@ from sparkml_template.pipeline import (
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.params import check_training_params
+from sparkml_template.workflows.models import log_what_the_model_learned
 from sparkml_template.workflows.registry import register_training_run
 
 if TYPE_CHECKING:
@@ -136,6 +142,27 @@ def announce_profile(profile: DatasetProfile) -> None:
         )
 
 
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def describe_learned(learned: Learned) -> str:
+    """ "12 training_loss steps, coefficients of 9 features"."""
+    parts = [
+        f"{len(values)} {name} steps"
+        for name, values in (
+            ("training_loss", learned.training_loss),
+            ("validation_loss", learned.validation_loss),
+        )
+        if values
+    ]
+    if learned.coefficients:
+        parts.append(f"coefficients of {len(learned.coefficients['feature']) - 1} features")
+    if learned.importances:
+        parts.append(f"importances of {len(learned.importances['feature'])} features")
+    return ", ".join(parts) or "nothing this model exposes"
+
+
 def profile_tags(profile: DatasetProfile) -> dict[str, str]:
     """The task decision and the columns left out, as run tags."""
     tags = {"task": profile.task, "task.reason": profile.task_reason}
@@ -233,6 +260,10 @@ def run_training(
         },
         rows=int(metrics["train_rows"]),
     )
+    with say.phase("what the model learned", "loss, coefficients or importances") as phase:
+        learned = what_the_model_learned(model, fitted.test, params["label"], warn=_warn)
+        log_what_the_model_learned(run_id, learned)
+        phase.done(describe_learned(learned))
     with say.phase("log the model", "Spark flavour, signature, input example") as phase:
         example = model_example(fitted)
         info = tracking.log_spark_model(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
+import pandas as pd
 import pytest
 from conftest import SHIPPED_DATA, VENV_BIN, subprocess_env
 from lifecycle_support import module_tracking, train_registered
@@ -27,6 +29,24 @@ MODELS_CLI = [str(VENV_BIN / "mlflow"), "models"]
 LOCAL = ["--env-manager", "local"]  # this venv's Python: no environment is built
 
 
+@contextlib.contextmanager
+def _serve(model_uri: str, tracking, log):
+    """`mlflow models serve` on a free port, in its own process group; its base URL and process."""
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [*MODELS_CLI, "serve", "-m", model_uri, *LOCAL, "-h", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(MLFLOW_TRACKING_URI=tracking.uri),
+            start_new_session=True,  # its own process group, so _stop reaches the workers
+        )
+    try:
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        stop_group(proc)
+
+
 @pytest.fixture(scope="module")
 def served(spark, tmp_path_factory):
     """Train and crown one model, then start `mlflow models serve` on it."""
@@ -34,20 +54,9 @@ def served(spark, tmp_path_factory):
     with module_tracking(tmp) as tracking:
         version = train_registered(tracking, NAME)
         tracking.client().set_registered_model_alias(NAME, "champion", version)
-        port = free_port()
         log = tmp / "serve.log"
-        with open(log, "w") as out:
-            proc = subprocess.Popen(
-                [*MODELS_CLI, "serve", "-m", MODEL_URI, *LOCAL, "-h", "127.0.0.1", "-p", str(port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=subprocess_env(MLFLOW_TRACKING_URI=tracking.uri),
-                start_new_session=True,  # its own process group, so _stop reaches the workers
-            )
-        try:
-            yield tracking, tmp, f"http://127.0.0.1:{port}", proc, log
-        finally:
-            stop_group(proc)
+        with _serve(MODEL_URI, tracking, log) as (base, proc):
+            yield tracking, tmp, base, proc, log
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +129,42 @@ def test_mlflow_models_serve_answers_invocations(served, sample):
     status, body = _invoke(base, frame.drop(columns=["mean_radius"]))
     assert status == 400
     assert "mean_radius" in body
+
+
+def _awkward_regression_csv(path) -> None:
+    """Integers, nulls in a number and in text, a date, and a row id (excluded) next to
+    scikit-learn's diabetes features."""
+    import numpy as np
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame.head(120).rename(columns={"target": "y"})
+    n = len(frame)
+    frame["visits"] = np.arange(n) % 7  # int64: Spark reads int
+    frame["dose"] = (np.arange(n) % 4 + 1).astype(float)
+    frame.loc[frame.index % 9 == 0, "dose"] = np.nan
+    frame["site"] = np.where(frame.index % 2 == 0, "north", "south")
+    frame.loc[frame.index % 11 == 0, "site"] = None
+    frame["seen"] = pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d")
+    frame["row_id"] = [f"id{i:05d}" for i in range(n)]
+    frame.to_csv(path, index=False)
+
+
+def test_a_regression_model_serves_rows_read_csv_gives(served):
+    """The awkward CSV's own rows, as `pd.read_csv` reads them, sent as JSON: a number each."""
+    tracking, tmp, *_ = served
+    data = tmp / "awkward.csv"
+    _awkward_regression_csv(data)
+    name = "diabetes_served"
+    train_registered(tracking, name, "--data", str(data), "--label", "y",
+                     "--excludeColumns", "row_id", "--estimator", "gbt",
+                     "--maxIter", "5")  # fmt: skip
+    rows = pd.read_csv(data).drop(columns=["y"])
+    assert rows["visits"].dtype == "int64" and rows["dose"].isna().any()
+    assert rows["site"].isna().any()
+    with _serve(f"models:/{name}/1", tracking, tmp / "serve_regression.log") as (base, proc):
+        _wait_until_ready(base, proc, tmp / "serve_regression.log")
+        status, body = _invoke(base, rows)
+    assert status == 200, body
+    predictions = json.loads(body)["predictions"]
+    assert len(predictions) == len(rows)
+    assert all(isinstance(p, float) and math.isfinite(p) for p in predictions), predictions[:5]

@@ -132,6 +132,11 @@ def test_tune_searches_the_estimator_table_grid(datasets, tracking):
     assert code == 0, run.data.tags.get("sparkml_template.error")
     assert {"best_maxIter", "best_maxDepth"} <= set(run.data.params)
     assert "best_cv_r2" in run.data.metrics and run.data.metrics["grid_size"] == 4
+    # the best model is logged as train logs it, with what it learned
+    held_out = tracking.client().get_metric_history(run.info.run_id, "validation_loss")
+    assert len(held_out) == int(float(run.data.params["best_maxIter"]))
+    files = {a.path for a in tracking.client().list_artifacts(run.info.run_id, "model")}
+    assert {"model/feature_importances.json", "model/feature_importances.png"} <= files
 
 
 @pytest.mark.parametrize(
