@@ -20,7 +20,9 @@ from sparkml_template.observability.summary import RunSummary, summary_lines
 
 REPORT_FILE = "report.html"
 # Where charts and tables live in a run's artifacts (evaluation, promotion, tuning, task metrics).
-CHART_DIRS = ("", "evaluation", "promotion/candidate", "promotion/champion", "tuning", "spark")
+CHART_DIRS = (
+    "", "evaluation", "learned", "promotion/candidate", "promotion/champion", "tuning", "spark",
+)  # fmt: skip
 TABLES = {
     "spark/stages.csv": "Stages",
     "spark/stragglers.csv": "Stragglers",

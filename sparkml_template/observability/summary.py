@@ -23,6 +23,7 @@ HEADLINE = (
 )  # fmt: skip
 ROW_METRICS = ("train_rows", "test_rows", "eval_rows", "input_rows", "output_rows")
 MACHINERY_PREFIXES = ("spark/", "partition/", "system/")
+SERIES = ("training_loss", "validation_loss")  # per-iteration: their last step says little
 
 
 @dataclass
@@ -50,7 +51,7 @@ def _model_metrics(metrics: dict[str, float]) -> dict[str, float]:
     own = {
         k: v
         for k, v in metrics.items()
-        if not k.startswith(MACHINERY_PREFIXES) and k not in ROW_METRICS
+        if not k.startswith(MACHINERY_PREFIXES) and k not in ROW_METRICS + SERIES
     }
     ordered = [k for k in HEADLINE if k in own] + sorted(k for k in own if k not in HEADLINE)
     return {k: own[k] for k in ordered}

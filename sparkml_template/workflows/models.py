@@ -138,9 +138,10 @@ def log_evaluation_artifacts(report: Report, prefix: str = "evaluation") -> None
     )
 
 
-def log_what_the_model_learned(run_id: str, learned: Learned, prefix: str = "model") -> None:
+def log_what_the_model_learned(run_id: str, learned: Learned, prefix: str = "learned") -> None:
     """``training_loss`` and ``validation_loss`` as step metrics; the coefficients or feature
-    importances as UI tables under ``model/`` (and the importances as a bar chart)."""
+    importances as UI tables under ``learned/`` (and the importances as a bar chart): not
+    under ``model/``, which ``runs:/<id>/model`` would mix into the logged model's files."""
     import mlflow
 
     from sparkml_template.plots import save_feature_importances

@@ -136,7 +136,7 @@ def test_tune_searches_the_estimator_table_grid(datasets, tracking):
     held_out = tracking.client().get_metric_history(run.info.run_id, "validation_loss")
     assert len(held_out) == int(float(run.data.params["best_maxIter"]))
     files = {a.path for a in tracking.client().list_artifacts(run.info.run_id, "model")}
-    assert {"model/feature_importances.json", "model/feature_importances.png"} <= files
+    assert {"learned/feature_importances.json", "learned/feature_importances.png"} <= files
 
 
 @pytest.mark.parametrize(

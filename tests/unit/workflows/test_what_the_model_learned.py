@@ -84,19 +84,19 @@ def test_binary_logistic_regression_logs_loss_and_named_coefficients(datasets, t
     run = _train(tracking, datasets["wine2"], "cultivar", "--regParam", "0.01")
     loss = _series(tracking, run, "training_loss")
     assert len(loss) > 2 and loss[-1] < loss[0]
-    table = _table(tracking, run, "model/coefficients.json")
+    table = _table(tracking, run, "learned/coefficients.json")
     assert list(table.columns) == ["feature", "coefficient"]
     assert FEATURES | {"alcohol", "(intercept)"} <= set(table["feature"])
     assert table["feature"].iloc[-1] == "(intercept)" and table["feature"].is_unique
     assert not table["feature"].str.fullmatch(r"f\d+").any()  # every slot has its name
     assert not _series(tracking, run, "validation_loss")
-    assert "model/feature_importances.json" not in _artifacts(tracking, run)
+    assert "learned/feature_importances.json" not in _artifacts(tracking, run)
 
 
 def test_multiclass_logistic_regression_logs_a_coefficient_per_class(datasets, tracking):
     run = _train(tracking, datasets["wine"], "cultivar")
     assert _series(tracking, run, "training_loss")
-    table = _table(tracking, run, "model/coefficients.json")
+    table = _table(tracking, run, "learned/coefficients.json")
     assert set(table.columns) == {"feature", "0", "1", "2"}
     assert set(table["feature"]) >= FEATURES
 
@@ -105,7 +105,7 @@ def test_linear_regression_logs_loss_and_coefficients(datasets, tracking):
     run = _train(tracking, datasets["diabetes"], "y", "--elasticNetParam", "0.5",
                  "--regParam", "0.1")  # fmt: skip
     assert _series(tracking, run, "training_loss")
-    table = _table(tracking, run, "model/coefficients.json")
+    table = _table(tracking, run, "learned/coefficients.json")
     assert {"bmi", "s5", "site_vec_north"} <= set(table["feature"])
     assert np.isfinite(table["coefficient"]).all()
 
@@ -119,16 +119,16 @@ def test_tree_ensembles_log_importances_and_gbt_its_held_out_loss(
 ):
     run = _train(tracking, datasets[dataset], label, "--estimator", estimator,
                  "--numTrees", "10", "--maxIter", "10", "--maxDepth", "3")  # fmt: skip
-    table = _table(tracking, run, "model/feature_importances.json")
+    table = _table(tracking, run, "learned/feature_importances.json")
     assert list(table.columns) == ["feature", "importance"]
     assert abs(table["importance"].sum() - 1.0) < 1e-6
     assert list(table["importance"]) == sorted(table["importance"], reverse=True)
     assert set(table["feature"]) >= FEATURES
-    assert "model/feature_importances.png" in _artifacts(tracking, run)
+    assert "learned/feature_importances.png" in _artifacts(tracking, run)
     held_out = _series(tracking, run, "validation_loss")
     assert len(held_out) == (10 if estimator == "gbt" else 0)
     assert np.isfinite(held_out).all()
-    assert "model/coefficients.json" not in _artifacts(tracking, run)
+    assert "learned/coefficients.json" not in _artifacts(tracking, run)
 
 
 def test_a_model_of_unknown_shape_gives_one_warning_and_nothing_else(spark):
