@@ -3,6 +3,7 @@ dataset with this checkout and with another commit's, alternating, medians (not 
 
     python scripts/bench_against.py --base <commit>              # 3 repeats each, 1 M rows
     python scripts/bench_against.py --base <commit> --repeats 5 --rows 200000
+    python scripts/bench_against.py --base <commit> --entry-point main --data data/breast_cancer.csv
 
 The other commit is checked out with ``git worktree`` into a temporary directory (removed
 afterwards); both run with this venv's interpreter and the same tracking store.
@@ -32,8 +33,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--entry-point", default="train")
+    parser.add_argument("--data", type=Path, help="a dataset instead of the generated one")
     args = parser.parse_args()
-    data = make(args.rows)
+    data = args.data.resolve() if args.data else make(args.rows)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
         subprocess.run(["git", "worktree", "add", "--detach", str(base), args.base], cwd=ROOT,
