@@ -312,7 +312,7 @@ def _validation_rows(
         grouped = keyed.groupBy(*keys).agg(*aggregates, F.lit(0).alias("__gid"))
     if not by_label:
         return grouped.collect(), False
-    partitions = df.rdd.getNumPartitions()
+    partitions = _partitions_with_rows(df)
     cap = 1 + partitions * (MAX_CLASSES + 2)  # the whole, every partition's classes and nulls
     rows = grouped.limit(cap).collect()
     return rows, len(rows) >= cap
@@ -406,6 +406,20 @@ def _profile_from_rows(
         label_max=high,
         left_out=left_out,
     )
+
+
+def _partitions_with_rows(df: DataFrame) -> int:
+    """An upper bound on the partitions that hold rows: the plan's count (no job) in a classic
+    session; over Spark Connect, which has no RDDs, the highest partition id + 1 (one small
+    aggregate job that reads no column)."""
+    from pyspark.errors import PySparkNotImplementedError
+    from pyspark.sql import functions as F
+
+    try:
+        return df.rdd.getNumPartitions()
+    except PySparkNotImplementedError:
+        highest = df.select(F.max(F.spark_partition_id())).first()[0]
+        return 1 if highest is None else highest + 1
 
 
 def _partition_count(df: DataFrame, partitions: list[PartitionCount]) -> int:
