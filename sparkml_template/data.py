@@ -418,7 +418,8 @@ def _partitions_with_rows(df: DataFrame) -> int:
     try:
         return df.rdd.getNumPartitions()
     except PySparkNotImplementedError:
-        highest = df.select(F.max(F.spark_partition_id())).first()[0]
+        ids = df.select(F.spark_partition_id().alias("__partition"))  # an aggregate may not
+        highest = ids.agg(F.max("__partition")).first()[0]  # wrap a nondeterministic call
         return 1 if highest is None else highest + 1
 
 

@@ -135,7 +135,7 @@ def test_tune_searches_the_estimator_table_grid(datasets, tracking):
     # the best model is logged as train logs it, with what it learned
     held_out = tracking.client().get_metric_history(run.info.run_id, "validation_loss")
     assert len(held_out) == int(float(run.data.params["best_maxIter"]))
-    files = {a.path for a in tracking.client().list_artifacts(run.info.run_id, "model")}
+    files = {a.path for a in tracking.client().list_artifacts(run.info.run_id, "learned")}
     assert {"learned/feature_importances.json", "learned/feature_importances.png"} <= files
 
 

@@ -74,7 +74,7 @@ def _series(tracking, run, name: str) -> list[float]:
 
 
 def _artifacts(tracking, run) -> set[str]:
-    return {a.path for a in tracking.client().list_artifacts(run.info.run_id, "model")}
+    return {a.path for a in tracking.client().list_artifacts(run.info.run_id, "learned")}
 
 
 FEATURES = {"visits", "dose", "site_vec_north", "site_vec_south", "seen_year", "seen_doy"}
