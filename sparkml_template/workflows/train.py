@@ -193,8 +193,10 @@ def serving_signature(fitted: Fitted, example_output: pd.Series) -> ModelSignatu
 
     ``pd.read_csv`` and JSON give int64 for whole numbers and float64 once a value is missing,
     so an integer column is ``long`` (Spark's int would refuse int64), and ``any`` where the
-    data has nulls; the pipeline casts every number to double itself. Columns with nulls in
-    the data are optional; dates are strings.
+    data has nulls (MLflow's ``double`` refuses int64, and a batch without a gap is int64);
+    the pipeline casts every number to double itself. Columns with nulls in the data are
+    optional. Dates and timestamps are ``datetime``, which takes both the ISO strings of a CSV
+    or JSON and pandas' datetime64 (``parse_dates``); MLflow converts either to datetime64.
     """
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import AnyType, ColSpec, Schema
@@ -217,6 +219,8 @@ def serving_signature(fitted: Fitted, example_output: pd.Series) -> ModelSignatu
             kind: Any = AnyType() if optional else "long"
         elif isinstance(dtype, BooleanType):
             kind = "boolean"
+        elif name in profile.date_features:
+            kind = "datetime"
         elif name in profile.numeric_features:
             kind = "double"
         else:

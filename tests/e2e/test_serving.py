@@ -89,7 +89,8 @@ def _wait_until_ready(base: str, proc: subprocess.Popen, log) -> None:
 
 
 def _invoke(base: str, frame) -> tuple[int, str]:
-    body = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))})
+    split = frame.to_json(orient="split", index=False, date_format="iso")  # dates as ISO text
+    body = json.dumps({"dataframe_split": json.loads(split)})
     request = urllib.request.Request(
         f"{base}/invocations", data=body.encode(), headers={"Content-Type": "application/json"}
     )
@@ -161,10 +162,14 @@ def test_a_regression_model_serves_rows_read_csv_gives(served):
     rows = pd.read_csv(data).drop(columns=["y"])
     assert rows["visits"].dtype == "int64" and rows["dose"].isna().any()
     assert rows["site"].isna().any()
+    dated = pd.read_csv(data, parse_dates=["seen"]).drop(columns=["y"])  # datetime64
     with _serve(f"models:/{name}/1", tracking, tmp / "serve_regression.log") as (base, proc):
         _wait_until_ready(base, proc, tmp / "serve_regression.log")
         status, body = _invoke(base, rows)
+        dated_status, dated_body = _invoke(base, dated)
     assert status == 200, body
     predictions = json.loads(body)["predictions"]
     assert len(predictions) == len(rows)
     assert all(isinstance(p, float) and math.isfinite(p) for p in predictions), predictions[:5]
+    assert dated_status == 200, dated_body
+    assert json.loads(dated_body)["predictions"] == predictions

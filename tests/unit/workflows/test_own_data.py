@@ -58,9 +58,15 @@ def _run(entry_point: str, *argv: str) -> int:
 def _score_like_a_user(model_uri: str, path, label: str) -> np.ndarray:
     import mlflow
 
+    model = mlflow.pyfunc.load_model(model_uri)
     rows = pd.read_csv(path).drop(columns=[label])
     assert rows["visits"].dtype == np.int64 and rows["dose"].isna().any()
-    return np.asarray(mlflow.pyfunc.load_model(model_uri).predict(rows)).ravel()
+    predictions = np.asarray(model.predict(rows)).ravel()
+    # the date as datetime64 (parse_dates) scores exactly as its ISO strings do
+    dated = pd.read_csv(path, parse_dates=["seen"]).drop(columns=[label])
+    assert dated["seen"].dtype.kind == "M"
+    assert np.array_equal(np.asarray(model.predict(dated)).ravel(), predictions)
+    return predictions
 
 
 def test_regression_trains_logs_and_serves_what_read_csv_gives(datasets, tracking, capsys):
