@@ -4,9 +4,11 @@ dataset with this checkout and with another commit's, alternating, medians (not 
     python scripts/bench_against.py --base <commit>              # 3 repeats each, 1 M rows
     python scripts/bench_against.py --base <commit> --repeats 5 --rows 200000
     python scripts/bench_against.py --base <commit> --entry-point main --data data/breast_cancer.csv
+    python scripts/bench_against.py --base <commit> --this <other commit>   # two past commits
 
-The other commit is checked out with ``git worktree`` into a temporary directory (removed
-afterwards); both run with this venv's interpreter and the same tracking store.
+The other commit (and the ``--this`` one, if given) is checked out with ``git worktree`` into a
+temporary directory (removed afterwards); both run with this venv's interpreter and the same
+tracking store.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from make_large_dataset import make  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the commit to compare against")
+    parser.add_argument("--this", help="a commit to measure instead of this checkout")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--entry-point", default="train")
@@ -37,9 +40,13 @@ def main() -> None:
     args = parser.parse_args()
     data = args.data.resolve() if args.data else make(args.rows)
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base), args.base], cwd=ROOT,
-                       check=True, capture_output=True)  # fmt: skip
+        trees = {"this": ROOT, "base": Path(tmp) / "base"}
+        if args.this:
+            trees["this"] = Path(tmp) / "this"
+        added = [(trees["base"], args.base)] + ([(trees["this"], args.this)] if args.this else [])
+        for tree, commit in added:
+            subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT,
+                           check=True, capture_output=True)  # fmt: skip
         try:
             import mlflow
 
@@ -64,7 +71,7 @@ def main() -> None:
                     "-P",
                     f"data={data}",
                 ]
-                for name, tree in (("this", ROOT), ("base", base))
+                for name, tree in trees.items()
             }
             times: dict[str, list[float]] = {name: [] for name in cmds}
             for i in range(args.repeats):
@@ -73,11 +80,13 @@ def main() -> None:
                     times[name].append(timed(cmds[name], env))
                     print(f"  {name}: {times[name][-1]:.1f} s", file=sys.stderr)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT,
-                           capture_output=True)  # fmt: skip
+            for tree, _ in added:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                               capture_output=True)  # fmt: skip
     med = {name: statistics.median(v) for name, v in times.items()}
     print(f"Machine: {machine()}; {args.repeats} runs each, medians, wall clock.")
-    print(f"`mlflow run . -e {args.entry_point}` on {data.name}: this {med['this']:.1f} s, "
+    this = args.this or "this"
+    print(f"`mlflow run . -e {args.entry_point}` on {data.name}: {this} {med['this']:.1f} s, "
           f"{args.base} {med['base']:.1f} s, ratio {med['this'] / med['base']:.3f}")  # fmt: skip
 
 

@@ -11,8 +11,13 @@ on the shipped data and on a generated large dataset. Prints medians and the rat
 and (3)/(2) as a Markdown table, with the machine, and saves JSON under bench-results/.
 A command that fails is retried once (and the retry is reported); a second failure stops.
 
+With ``--estimators``, every (task, estimator) pair instead: (1) against (3) with ``-P task=…
+-P estimator=…``, on generated 1 M-row data for each task (classification: the shipped
+breast-cancer rows; regression: scikit-learn's diabetes rows), alternating, medians.
+
     python scripts/benchmark.py                  # 3 repeats, shipped data + 1 M rows
     python scripts/benchmark.py --large-rows 0   # shipped data only
+    python scripts/benchmark.py --estimators     # 6 pairs on 1 M rows; gbt with maxIter=20
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
-from make_large_dataset import make  # noqa: E402
+from make_large_dataset import LABELS, make  # noqa: E402
 
 from sparkml_template.workflows import warmup  # noqa: E402
 
@@ -111,12 +116,73 @@ def bench(data: Path, repeats: int, tmp: Path) -> dict[str, list[float]]:
     return times
 
 
+TASK_DATA = {"classification": "breast_cancer", "regression": "diabetes"}
+ESTIMATORS = ("linear", "random_forest", "gbt")
+
+
+def estimator_commands(
+    task: str, estimator: str, rows: int, experiment_id: str, extra: dict[str, str]
+) -> dict[str, list[str]]:
+    """(1) and (3) for one (task, estimator) pair, with the same data and estimator params."""
+    kind = TASK_DATA[task]
+    data, label = make(rows, kind=kind), LABELS[kind]
+    contender = str(ROOT / "scripts" / "bench" / "contender.py")
+    plain = [sys.executable, contender, "plain", str(data), "--task", task]
+    plain += ["--estimator", estimator, "--label", label]
+    run = [str(BIN / "mlflow"), "run", str(ROOT), "--env-manager", "local"]
+    run += ["--experiment-id", experiment_id, "-P", f"data={data}", "-P", f"label={label}"]
+    run += ["-P", f"task={task}", "-P", f"estimator={estimator}"]
+    for name, value in extra.items():
+        plain += [f"--{name}", value]
+        run += ["-P", f"{name}={value}"]
+    return {"plain": plain, "run": run}
+
+
+def bench_estimators(repeats: int, rows: int, gbt_iter: int, tmp: Path) -> list[str]:
+    """Every (task, estimator) pair, (1) and (3) alternating; the Markdown table's rows."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp}/bench.db"
+    experiment_id = mlflow.MlflowClient(uri).create_experiment("bench-estimators")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_TRACKING_URI": uri}  # fmt: skip
+    rows_md = []
+    for task in TASK_DATA:
+        for estimator in ESTIMATORS:
+            extra = {"maxIter": str(gbt_iter)} if estimator == "gbt" else {}
+            cmds = estimator_commands(task, estimator, rows, experiment_id, extra)
+            times: dict[str, list[float]] = {k: [] for k in cmds}
+            for i in range(repeats):
+                for key in list(cmds)[:: 1 if i % 2 == 0 else -1]:
+                    times[key].append(timed(cmds[key], env))
+                    print(f"  {task} {estimator} {key}: {times[key][-1]:.1f} s", file=sys.stderr)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            spread = " / ".join(f"{min(v):.1f}–{max(v):.1f}" for v in times.values())
+            settings = ", ".join(f"{k}={v}" for k, v in extra.items()) or "defaults"
+            rows_md.append(
+                f"| {task} | {estimator} ({settings}) | {med['plain']:.1f} s | {med['run']:.1f} s "
+                f"| **{med['run'] / med['plain']:.2f}** | {spread} s |"
+            )
+    return rows_md
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-rows", type=int, default=1_000_000)
+    parser.add_argument("--estimators", action="store_true", help="every (task, estimator)")
+    parser.add_argument("--gbt-iter", type=int, default=20, help="gbt's maxIter (both sides)")
     args = parser.parse_args()
-    warmup.main([])  # what `make setup` does: (3) runs as a user's would after setup
+    warmup.main([])
+    if args.estimators:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = bench_estimators(args.repeats, args.large_rows, args.gbt_iter, Path(tmp))
+        print(f"Machine: {machine()}; {args.repeats} runs each, medians, wall clock; "
+              f"{args.large_rows} rows per task.\n")  # fmt: skip
+        print("| task | estimator | (1) plain PySpark | (3) `mlflow run .` | (3)/(1) "
+              "| spread (1) / (3) |\n|---|---|---|---|---|---|")  # fmt: skip
+        print("\n".join(rows))
+        return  # what `make setup` does: (3) runs as a user's would after setup
     datasets = [ROOT / "data" / "breast_cancer.csv"]
     if args.large_rows:
         datasets.append(make(args.large_rows))
