@@ -32,6 +32,11 @@ class TrackingServerAuthError(TrackingServerUnreachableError):
     """The tracking server refused our credentials: it will not record the failure either."""
 
 
+class TrackingStoreRefusedError(TrackingServerUnreachableError):
+    """The tracking store would not start the run (MLflow 3 refuses a ``./mlruns`` file store
+    unless ``MLFLOW_ALLOW_FILE_STORE=true``; a deleted experiment): nowhere to record it."""
+
+
 def _reason(exc: BaseException) -> str:
     """The OS-level cause of a failed connection, in a few words ("connection refused")."""
     while isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):

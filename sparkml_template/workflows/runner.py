@@ -27,6 +27,7 @@ from sparkml_template.runtime.console import console, use_console
 from sparkml_template.runtime.params import check_common_params, param_specs, parse_params
 from sparkml_template.runtime.preflight import (
     TrackingServerUnreachableError,
+    TrackingStoreRefusedError,
     check_master_reachable,
     check_tracking_server,
 )
@@ -40,6 +41,7 @@ from sparkml_template.runtime.session import (
 from sparkml_template.runtime.switches import switched_on
 
 if TYPE_CHECKING:
+    from mlflow import ActiveRun
     from pyspark.sql import SparkSession
 
 APP_PREFIX = "pyspark-mlflow-template"
@@ -201,6 +203,19 @@ def _start_system_metrics() -> bool:
     return True
 
 
+def _start_run() -> ActiveRun:
+    """``mlflow.start_run``; a store that refuses it is one line, not MLflow's traceback."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.start_run(log_system_metrics=_start_system_metrics())
+    except MlflowException as exc:
+        raise TrackingStoreRefusedError(
+            f"the MLflow tracking store refused the run: {exc.message}"
+        ) from None
+
+
 def _after_body(capture: TaskCapture, run_id: str, entry_point: str, print_summary: bool) -> None:
     """Task metrics, then the summary, description and report: written whatever the body did."""
     with console().phase("task metrics", "from the event log"):
@@ -270,7 +285,7 @@ def _run(
             )
             import mlflow  # imported while the JVM starts
 
-            with mlflow.start_run(log_system_metrics=_start_system_metrics()) as run:
+            with _start_run() as run:
                 run_id = run.info.run_id
                 _log_entry_params(run_id, entry_point, raw)
                 with say.phase("start Spark", params["master"]) as phase:

@@ -83,3 +83,26 @@ def test_unreadable_model_uri(tracking, capsys, spark, uri, expected):
 def test_evaluate_without_any_trained_model(tracking, capsys, spark):
     code = _run("evaluate", ["--master", "local[2]"])
     _assert_failed(tracking, capsys, code, "evaluate", "no finished training run with a model")
+
+
+def test_a_file_tracking_store_is_one_line_before_any_work(tracking, capsys, spark, tmp_path):
+    """MLflow 3 refuses a ``./mlruns``-style store unless MLFLOW_ALLOW_FILE_STORE=true: said in
+    one line (no traceback) and no run anywhere, neither there nor in the usual store."""
+    import mlflow
+
+    store = tmp_path / "mlruns"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+        mp.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+        mlflow.set_tracking_uri(store.as_uri())
+        try:
+            code = _run("train", ["--master", "local[2]"])
+        finally:
+            mlflow.set_tracking_uri(tracking.uri)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("train: error:")]
+    assert code == 2 and "Traceback" not in err
+    assert len(lines) == 1, err[-2000:]
+    assert "tracking store refused the run" in lines[0] and "MLFLOW_ALLOW_FILE_STORE" in lines[0]
+    assert not list(store.glob("*/*/meta.yaml"))
+    assert tracking.client().search_runs([tracking.experiment_id]) == []
