@@ -127,17 +127,21 @@ def bundle(root: dict[str, Any], requirements: Path = REQUIREMENTS) -> dict[str,
                 "description": "Node type of the dev target's job cluster.",
                 "default": "i3.xlarge",
             },
+            # No default: `bundle deploy -t serverless` without `--var model_volume=...` stops
+            # in the CLI ("no value assigned to required variable"), not in a run on serverless.
             "model_volume": {
                 "description": "Unity Catalog volume path where serverless writes the model "
-                "(MLFLOW_DFS_TMP), e.g. /Volumes/main/default/models/tmp; runs on serverless "
-                "refuse to start without one.",
-                "default": "",
+                "(MLFLOW_DFS_TMP), e.g. /Volumes/main/default/models/tmp; required by the "
+                "serverless target (--var model_volume=...), unused by dev.",
             },
         },
         "targets": {
             "dev": {
                 "mode": "development",
                 "default": True,
+                # The CLI wants a value for every declared variable; dev's cluster JVM writes
+                # the model itself and never reads this one.
+                "variables": {"model_volume": ""},
                 "resources": {
                     "jobs": _target_jobs(
                         root,

@@ -15,6 +15,7 @@ Databricks serverless it must be a Unity Catalog volume (``MLFLOW_DFS_TMP=/Volum
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import types
@@ -93,6 +94,32 @@ def check_server_reads(spark: SparkSession, env: dict[str, str] | None = None) -
             f"it: set {MODEL_DIR_ENV} to a directory the server and this machine share"
         )
     return directory
+
+
+def check_server_runs_ml(spark: SparkSession) -> None:
+    """Fail with one line unless the Spark Connect server runs Spark ML: one feature transformer
+    analysed on the server (no job), before any training. A server without Spark ML (no
+    spark-mllib on its classpath, a Spark before 4.0, a platform that blocks it) refuses it."""
+    from pyspark.errors import PySparkException
+    from pyspark.ml.feature import VectorAssembler
+
+    try:
+        assembler = VectorAssembler(inputCols=["id"], outputCol="features")
+        _ = assembler.transform(spark.range(1)).columns  # analysed on the server: no job
+    except PySparkException as exc:
+        raise UserError(
+            "the Spark Connect server cannot run Spark ML (it answered: "
+            f"{_server_said(exc)}): it needs Spark 4 with spark-mllib on its classpath "
+            "(on Databricks serverless, environment version 4 or later)"
+        ) from None
+
+
+def _server_said(exc: Exception) -> str:
+    """The server's own words from a Connect error, without the gRPC wrapping around them."""
+    text = str(exc)
+    found = re.search(r'details = "([^"]*)"', text)
+    said = found.group(1) if found else (text.strip().splitlines() or [type(exc).__name__])[0]
+    return said[:300]
 
 
 def _copying_flavor(saved: Path) -> types.SimpleNamespace:

@@ -22,7 +22,11 @@ from sparkml_template.errors import QualityGateError, UserError
 from sparkml_template.observability.capture import TaskCapture
 from sparkml_template.observability.report import write_report
 from sparkml_template.observability.summary import write_summary
-from sparkml_template.runtime.connect_models import check_exchange_dir, check_server_reads
+from sparkml_template.runtime.connect_models import (
+    check_exchange_dir,
+    check_server_reads,
+    check_server_runs_ml,
+)
 from sparkml_template.runtime.console import console, use_console
 from sparkml_template.runtime.params import check_common_params, param_specs, parse_params
 from sparkml_template.runtime.preflight import (
@@ -296,6 +300,7 @@ def _run(
                     if is_connect_master(params["master"]):  # ours to close, after everything
                         stack.callback(_stop_quietly, spark)
                     check_server_reads(spark)  # before any training, not after it
+                    check_server_runs_ml(spark)
                 stack.enter_context(_registry_uri_pinned())
                 capture.begin(spark, run_id)
                 ctx = RunContext(

@@ -1,8 +1,11 @@
 """Every entry point over Spark Connect: a real Connect server from the pip pyspark on
-127.0.0.1 (stopped by its process-group id), driven by `mlflow run . -P master=sc://…`.
+127.0.0.1 (stopped by its process-group id), driven by `mlflow run . -P master=sc://…`, and the
+model it logged served by `mlflow models serve`.
 
-The server writes its event log where this machine reads it (the task metrics' first source),
-and the model goes through the default exchange directory (server and client share the disk).
+The main server writes its event log where this machine reads it (the task metrics' first
+source), and the model goes through the default exchange directory (server and client share the
+disk). Two more servers, each started only for its own test: one with no event log but its UI
+on (task metrics from the UI's REST API), and one without spark-mllib on its classpath (no ML).
 """
 
 from __future__ import annotations
@@ -12,18 +15,23 @@ import json
 import socket
 import subprocess
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import SHIPPED_DATA, VENV_BIN, Tracking, mlflow_run, subprocess_env
-from servers import free_port, stop_group
+from servers import free_port, healthy, stop_group
 
-from sparkml_template.observability.capture import SOURCE_TAG
+from sparkml_template.observability.capture import SOURCE_TAG, UI_URL_ENV
 from sparkml_template.runtime.tracking import ERROR_TAG
+from sparkml_template.workflows.promote import FIRST_CHAMPION
 
 pytestmark = pytest.mark.cli
 STARTUP_SECONDS = 180
+NAME = "bc_connect"  # the model `main` registers over Connect
+LABELS = {"benign", "malignant"}
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
@@ -37,15 +45,15 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"Connect server not up after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def connect_url(tmp_path_factory):
-    """`sbin/start-connect-server.sh` of the pip pyspark, in the foreground, on a free port."""
+@contextlib.contextmanager
+def _connect_server(
+    tmp: Path, conf: dict[str, str], spark_home: Path | None = None
+) -> Iterator[str]:
+    """`sbin/start-connect-server.sh` of the pip pyspark (or of ``spark_home``), in the
+    foreground, on a free port, with ``conf`` over the loopback defaults; its sc:// URL."""
     import pyspark
 
-    tmp = tmp_path_factory.mktemp("connect")
-    spark_home = Path(pyspark.__file__).parent
-    events = tmp / "events"
-    events.mkdir()
+    spark_home = spark_home or Path(pyspark.__file__).parent
     port = free_port()
     conf = {
         "spark.connect.grpc.binding.address": "127.0.0.1",
@@ -53,10 +61,8 @@ def connect_url(tmp_path_factory):
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.enabled": "false",
-        "spark.eventLog.enabled": "true",
-        "spark.eventLog.dir": events.as_uri(),
-        "spark.eventLog.compression.codec": "zstd",
         "spark.sql.warehouse.dir": (tmp / "warehouse").as_uri(),
+        **conf,
     }
     args = [f"--conf={k}={v}" for k, v in conf.items()]
     env = subprocess_env(
@@ -82,6 +88,21 @@ def connect_url(tmp_path_factory):
         yield f"sc://127.0.0.1:{port}"
     finally:
         stop_group(proc)
+
+
+@pytest.fixture(scope="module")
+def connect_url(tmp_path_factory):
+    """The module's server: event log into a temp dir this machine reads."""
+    tmp = tmp_path_factory.mktemp("connect")
+    events = tmp / "events"
+    events.mkdir()
+    conf = {
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": events.as_uri(),
+        "spark.eventLog.compression.codec": "zstd",
+    }
+    with _connect_server(tmp, conf) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +132,9 @@ def _newest_run(tracking: Tracking, entry_point: str):
 def connect_main(connect_url, connect_tracking):
     """One `mlflow run . -P master=sc://…` (train, then evaluate on the held-out split)."""
     tracking, _ = connect_tracking
-    trained = mlflow_run(tracking, "-P", f"master={connect_url}")
+    trained = mlflow_run(
+        tracking, "-P", f"master={connect_url}", "-P", f"registeredModelName={NAME}"
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     return _newest_run(tracking, "main"), trained
 
@@ -158,25 +181,66 @@ def test_predict_over_connect_and_refuses_an_existing_output(
     assert "already exists" in again.stderr
 
 
-def test_model_logged_over_connect_serves_without_connect(connect_tracking, connect_main):
+def test_model_logged_over_connect_is_served_without_connect(connect_tracking, connect_main):
+    """`mlflow models serve` of the logged model (its own local Spark, no Connect): rows of the
+    shipped CSV posted as JSON come back as label strings, mostly the true ones."""
     tracking, tmp = connect_tracking
     run, _ = connect_main
     frame = pd.read_csv(SHIPPED_DATA).head(8)
-    inputs, outputs = tmp / "input.csv", tmp / "predictions.json"
-    frame.drop(columns=["diagnosis"]).to_csv(inputs, index=False)
+    port, log = free_port(), tmp / "serve.log"
     model = ["-m", f"runs:/{run.info.run_id}/model", "--env-manager", "local"]
-    files = ["-i", str(inputs), "-t", "csv", "-o", str(outputs)]
-    result = subprocess.run(
-        [str(VENV_BIN / "mlflow"), "models", "predict", *model, *files],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=subprocess_env(MLFLOW_TRACKING_URI=tracking.uri),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    predictions = json.loads(outputs.read_text())["predictions"]
-    assert len(predictions) == 8
-    assert set(predictions) <= {"benign", "malignant"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                str(VENV_BIN / "mlflow"),
+                "models",
+                "serve",
+                *model,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(MLFLOW_TRACKING_URI=tracking.uri),
+            start_new_session=True,  # its own process group, so stop_group reaches the workers
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not healthy(base):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"not serving:\n{log.read_text()[-3000:]}"
+            time.sleep(1)
+        split = json.loads(frame.drop(columns=["diagnosis"]).to_json(orient="split", index=False))
+        request = urllib.request.Request(
+            f"{base}/invocations",
+            data=json.dumps({"dataframe_split": split}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            predictions = json.loads(response.read())["predictions"]
+    finally:
+        stop_group(proc)
+    assert len(predictions) == len(frame)
+    assert set(predictions) <= LABELS
+    right = sum(p == d for p, d in zip(predictions, frame["diagnosis"], strict=True))
+    assert right >= len(frame) - 2  # labels mapped back the right way round (accuracy > 0.9)
+
+
+def test_promote_over_connect_crowns_the_first_model(connect_url, connect_tracking, connect_main):
+    tracking, _ = connect_tracking
+    run, _ = connect_main
+    args = ["-e", "promote", "-P", f"master={connect_url}", "-P", f"registeredModelName={NAME}"]
+    promoted = mlflow_run(tracking, *args)  # the candidate: @challenger, set by main
+    assert promoted.returncode == 0, promoted.stderr[-3000:]
+    promotion = _newest_run(tracking, "promote")
+    assert promotion.info.status == "FINISHED"
+    assert promotion.data.tags["promotion.decision"] == FIRST_CHAMPION
+    assert promotion.data.metrics["candidate_accuracy"] > 0.9  # scored over Connect
+    champion = tracking.client().get_model_version_by_alias(NAME, "champion")
+    assert (str(champion.version), champion.run_id) == ("1", run.info.run_id)
 
 
 def test_tune_over_connect(connect_url, connect_tracking):
@@ -244,3 +308,76 @@ def test_serverless_without_a_volume_stops_before_training(connect_url, connect_
     )
     assert runs[0].info.status == "FAILED"
     assert "Unity Catalog volume" in runs[0].data.tags[ERROR_TAG]
+
+
+@pytest.fixture(scope="module")
+def connect_ui_url(tmp_path_factory):
+    """A second server: no event log, its UI on a free port."""
+    tmp = tmp_path_factory.mktemp("connect_ui")
+    conf = {"spark.eventLog.enabled": "false", "spark.ui.enabled": "true"}
+    conf["spark.ui.port"] = str(free_port())
+    with _connect_server(tmp, conf) as url:
+        yield url
+
+
+def _evaluate_on(url: str, tracking: Tracking, run, env: dict[str, str] | None = None):
+    uri = f"modelUri=runs:/{run.info.run_id}/model"
+    result = mlflow_run(tracking, "-e", "evaluate", "-P", f"master={url}", "-P", uri, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return _newest_run(tracking, "evaluate"), result
+
+
+def test_task_metrics_from_the_servers_ui_when_its_event_log_is_not_readable(
+    connect_ui_url, connect_tracking, connect_main, tmp_path
+):
+    """The run finds the server's UI from its conf (driver host, spark.ui.port) and reads the
+    run's tasks from the UI's REST API."""
+    tracking, _ = connect_tracking
+    run, result = _evaluate_on(connect_ui_url, tracking, connect_main[0])
+    assert run.data.tags[SOURCE_TAG] == "status_api", result.stderr[-2000:]
+    assert run.data.metrics["spark/tasks"] > 0
+    tasks_csv = tracking.client().download_artifacts(run.info.run_id, "spark/tasks.csv", tmp_path)
+    assert len(pd.read_csv(tasks_csv)) == run.data.metrics["spark/tasks"]
+
+
+def test_task_metrics_are_one_warning_when_the_ui_does_not_answer(
+    connect_ui_url, connect_tracking, connect_main
+):
+    tracking, _ = connect_tracking
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    run, result = _evaluate_on(connect_ui_url, tracking, connect_main[0], env={UI_URL_ENV: nowhere})
+    assert run.info.status == "FINISHED"  # the run never fails for metrics
+    assert run.data.tags[SOURCE_TAG] == "none"
+    lines = result.stderr.splitlines()
+    warnings = [ln for ln in lines if ln.startswith("task metrics:") and "Spark UI" in ln]
+    assert len(warnings) == 1 and nowhere in warnings[0], result.stderr[-2000:]
+
+
+def _spark_home_without_mllib(home: Path) -> Path:
+    """The pip pyspark's Spark home with every jar but spark-mllib's: Spark without its ML."""
+    import pyspark
+
+    real = Path(pyspark.__file__).parent
+    (home / "jars").mkdir(parents=True)
+    for name in ("bin", "sbin", "python"):
+        (home / name).symlink_to(real / name)
+    for jar in (real / "jars").iterdir():
+        if not jar.name.startswith("spark-mllib_"):
+            (home / "jars" / jar.name).symlink_to(jar)
+    return home
+
+
+def test_a_server_without_spark_ml_is_one_line_before_training(connect_tracking, tmp_path):
+    tracking, _ = connect_tracking
+    home = _spark_home_without_mllib(tmp_path / "spark_home")
+    with _connect_server(tmp_path, {}, spark_home=home) as url:
+        result = mlflow_run(tracking, "-e", "train", "-P", f"master={url}")
+    assert result.returncode != 0
+    errors = [ln for ln in result.stderr.splitlines() if "train: error:" in ln]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "cannot run Spark ML" in errors[0] and "spark/ml" in errors[0], errors[0]
+    assert "Traceback" not in result.stderr
+    run = _newest_run(tracking, "train")
+    assert run.info.status == "FAILED"
+    assert "cannot run Spark ML" in run.data.tags[ERROR_TAG]
+    assert "accuracy" not in run.data.metrics  # stopped before training

@@ -1,6 +1,7 @@
 """The Databricks Asset Bundle: generated from MLproject (committed files in step), parameters
-1:1 with MLproject, and each target's jobs valid for the typed resources of `databricks-bundles`
-(the Databricks CLI, a Go binary, cannot be installed here)."""
+1:1 with MLproject, each target's jobs valid for the typed resources of `databricks-bundles`, and
+each target's variables resolved as the Databricks CLI resolves them (the CLI, a Go binary,
+cannot be installed here)."""
 
 from __future__ import annotations
 
@@ -78,3 +79,62 @@ def test_every_variable_used_is_declared():
     used = set(re.findall(r"\$\{var\.(\w+)\}", text))
     assert used <= set(BUNDLE["variables"]), used - set(BUNDLE["variables"])
     assert BUNDLE["include"] == ["resources/*.yml"]
+
+
+class MissingVariable(Exception):
+    pass
+
+
+def _cli_variables(target: str, given: dict[str, str]) -> dict[str, str]:
+    """Variable values as `databricks bundle deploy -t <target> --var k=v ...` resolves them:
+    a --var, else the target's own value (`targets.<t>.variables`, shorthand or `default:`),
+    else the declared default. Like the CLI, every declared variable needs a value, used by
+    the target or not, and a --var or target value must name a declared variable."""
+    declared = BUNDLE["variables"]
+    own = BUNDLE["targets"][target].get("variables", {})
+    for name in [*given, *own]:
+        if name not in declared:
+            raise MissingVariable(f'variable "{name}" is not declared in the bundle')
+    values = {}
+    for name, spec in declared.items():
+        mine = own.get(name)
+        mine = mine.get("default") if isinstance(mine, dict) else mine
+        candidates = (given.get(name), mine, spec.get("default"))
+        value = next((v for v in candidates if v is not None), None)
+        if value is None:
+            raise MissingVariable(f'no value assigned to required variable "{name}"')
+        values[name] = str(value)
+    return values
+
+
+def _deployed_jobs(target: str, values: dict[str, str]) -> dict[str, dict]:
+    """The target's jobs with every `${var.X}` replaced; a reference left over fails."""
+    jobs = {key: merged_job(BUNDLE, JOBS, target, key) for key in JOBS}
+    text = re.sub(r"\$\{var\.(\w+)\}", lambda m: values[m.group(1)], yaml.safe_dump(jobs))
+    assert "${var." not in text
+    return yaml.safe_load(text)
+
+
+def test_dev_deploys_with_no_variables_given():
+    values = _cli_variables("dev", {})
+    jobs = _deployed_jobs("dev", values)
+    cluster = jobs[job_key("train")]["job_clusters"][0]["new_cluster"]
+    assert cluster["node_type_id"] == BUNDLE["variables"]["node_type_id"]["default"]
+
+
+def test_serverless_without_a_model_volume_is_the_cli_error_naming_it():
+    with pytest.raises(MissingVariable, match='required variable "model_volume"'):
+        _cli_variables("serverless", {})
+
+
+def test_serverless_with_a_model_volume_writes_the_model_there():
+    volume = "/Volumes/main/ml/models/tmp"
+    jobs = _deployed_jobs("serverless", _cli_variables("serverless", {"model_volume": volume}))
+    for job in jobs.values():
+        (env,) = job["environment_variables"]
+        assert env["spec"]["variables"]["MLFLOW_DFS_TMP"] == volume
+
+
+def test_a_var_the_bundle_does_not_declare_is_refused():
+    with pytest.raises(MissingVariable, match='"model_volum" is not declared'):
+        _cli_variables("serverless", {"model_volum": "/Volumes/x"})
