@@ -60,6 +60,11 @@ def _count_by_key(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]
 
 
 def _per_partition(df: DataFrame, key, value) -> list[dict[str, Any]]:
+    from pyspark import cloudpickle
+
+    # Shipped by value: a Spark Connect server's (or a cluster's) Python workers need not
+    # have this package installed to run ``_count_by_key``.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     narrow = df.select(key.alias(KEY), value.cast("long").alias(VALUE))
     return [r.asDict() for r in narrow.mapInArrow(_count_by_key, _SCHEMA).collect()]
 

@@ -160,6 +160,10 @@ def test_evaluate_over_connect(connect_url, connect_tracking, connect_main):
     evaluation = _newest_run(tracking, "evaluate")
     expected = run.data.metrics["accuracy"]
     assert evaluation.data.metrics["accuracy"] == pytest.approx(expected, abs=0.1)
+    # per-partition accuracy ran on the server's Python workers, which lack this package
+    assert "per-partition eval not recorded" not in evaluated.stderr, evaluated.stderr[-2000:]
+    rows = evaluation.data.metrics["partition/eval_rows"]
+    assert rows > 0 and "partition/eval_accuracy" in evaluation.data.metrics
 
 
 def test_predict_over_connect_and_refuses_an_existing_output(
