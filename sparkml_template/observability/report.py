@@ -97,21 +97,27 @@ def render(summary: RunSummary, params: dict[str, str], charts: list[tuple[str, 
     )
 
 
-def _download_logged(run_id: str, dest: Path) -> tuple[list[tuple[str, Path]], dict[str, Path]]:
-    """Local copies of the run's PNG charts and the task tables the report shows."""
-    from mlflow.tracking import MlflowClient
+def _download_logged(
+    artifact_uri: str, dest: Path
+) -> tuple[list[tuple[str, Path]], dict[str, Path]]:
+    """Local copies of the run's PNG charts and the task tables the report shows.
 
-    client = MlflowClient()
+    Through the run's artifact repository, resolved once: ``MlflowClient``'s artifact calls
+    look the run up again for every listing and file.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo = get_artifact_repository(artifact_uri)
     charts: list[tuple[str, Path]] = []
     for folder in CHART_DIRS:
-        for item in client.list_artifacts(run_id, folder or None):
+        for item in repo.list_artifacts(folder or None):
             if not item.is_dir and item.path.endswith(".png"):
-                local = client.download_artifacts(run_id, item.path, str(dest))
+                local = repo.download_artifacts(item.path, str(dest))
                 charts.append((item.path, Path(local)))
     tables = {}
     for name in TABLES:
         try:
-            tables[name] = Path(client.download_artifacts(run_id, name, str(dest)))
+            tables[name] = Path(repo.download_artifacts(name, str(dest)))
         except Exception:  # the run has no such table (no task capture, a failed body)
             continue
     return charts, tables
@@ -123,11 +129,13 @@ def write_report(run_id: str, summary: RunSummary) -> Path | None:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient()
-        params = client.get_run(run_id).data.params
+        run = client.get_run(run_id)
         with tempfile.TemporaryDirectory(prefix="sparkml-report-") as tmp:
-            charts, tables = _download_logged(run_id, Path(tmp) / "in")
+            dest = Path(tmp) / "in"
+            dest.mkdir()
+            charts, tables = _download_logged(run.info.artifact_uri, dest)
             page = Path(tmp) / REPORT_FILE
-            page.write_text(render(summary, params, charts, tables), encoding="utf-8")
+            page.write_text(render(summary, run.data.params, charts, tables), encoding="utf-8")
             client.log_artifact(run_id, str(page))
         return Path(REPORT_FILE)
     except Exception as exc:
