@@ -7,44 +7,21 @@ model) while `mlflow models predict` runs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import subprocess
-import time
-import urllib.error
-import urllib.request
 
 import pandas as pd
 import pytest
 from conftest import SHIPPED_DATA, VENV_BIN, subprocess_env
 from lifecycle_support import module_tracking, train_registered
-from servers import free_port, stop_group
+from servers import invoke, model_server, wait_until_serving
 
 NAME = "bc_served"
 MODEL_URI = f"models:/{NAME}@champion"
-STARTUP_SECONDS = 300
 ROWS = 8
 MODELS_CLI = [str(VENV_BIN / "mlflow"), "models"]
 LOCAL = ["--env-manager", "local"]  # this venv's Python: no environment is built
-
-
-@contextlib.contextmanager
-def _serve(model_uri: str, tracking, log):
-    """`mlflow models serve` on a free port, in its own process group; its base URL and process."""
-    port = free_port()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [*MODELS_CLI, "serve", "-m", model_uri, *LOCAL, "-h", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(MLFLOW_TRACKING_URI=tracking.uri),
-            start_new_session=True,  # its own process group, so _stop reaches the workers
-        )
-    try:
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        stop_group(proc)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +32,7 @@ def served(spark, tmp_path_factory):
         version = train_registered(tracking, NAME)
         tracking.client().set_registered_model_alias(NAME, "champion", version)
         log = tmp / "serve.log"
-        with _serve(MODEL_URI, tracking, log) as (base, proc):
+        with model_server(MODEL_URI, tracking.uri, log) as (base, proc):
             yield tracking, tmp, base, proc, log
 
 
@@ -69,36 +46,6 @@ def sample(spark, served):
     model = mlflow.spark.load_model(MODEL_URI)
     expected = [r["prediction"] for r in model.transform(features).select("prediction").collect()]
     return features.toPandas(), expected
-
-
-def _wait_until_ready(base: str, proc: subprocess.Popen, log) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    for _ in range(STARTUP_SECONDS):
-        if proc.poll() is not None:
-            pytest.fail(f"server exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{base}/ping", timeout=5) as response,
-        ):
-            if response.status == 200:
-                return
-        if time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    pytest.fail(f"server not ready after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
-
-
-def _invoke(base: str, frame) -> tuple[int, str]:
-    split = frame.to_json(orient="split", index=False, date_format="iso")  # dates as ISO text
-    body = json.dumps({"dataframe_split": json.loads(split)})
-    request = urllib.request.Request(
-        f"{base}/invocations", data=body.encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_mlflow_models_predict(served, sample):
@@ -121,13 +68,13 @@ def test_mlflow_models_predict(served, sample):
 def test_mlflow_models_serve_answers_invocations(served, sample):
     _, _, base, proc, log = served
     frame, expected = sample
-    _wait_until_ready(base, proc, log)
-    status, body = _invoke(base, frame)
+    wait_until_serving(base, proc, log)
+    status, body = invoke(base, frame)
     assert status == 200, body
     assert json.loads(body)["predictions"] == expected
     assert set(expected) <= {"benign", "malignant"}
 
-    status, body = _invoke(base, frame.drop(columns=["mean_radius"]))
+    status, body = invoke(base, frame.drop(columns=["mean_radius"]))
     assert status == 400
     assert "mean_radius" in body
 
@@ -163,10 +110,13 @@ def test_a_regression_model_serves_rows_read_csv_gives(served):
     assert rows["visits"].dtype == "int64" and rows["dose"].isna().any()
     assert rows["site"].isna().any()
     dated = pd.read_csv(data, parse_dates=["seen"]).drop(columns=["y"])  # datetime64
-    with _serve(f"models:/{name}/1", tracking, tmp / "serve_regression.log") as (base, proc):
-        _wait_until_ready(base, proc, tmp / "serve_regression.log")
-        status, body = _invoke(base, rows)
-        dated_status, dated_body = _invoke(base, dated)
+    with model_server(f"models:/{name}/1", tracking.uri, tmp / "serve_regression.log") as (
+        base,
+        proc,
+    ):
+        wait_until_serving(base, proc, tmp / "serve_regression.log")
+        status, body = invoke(base, rows)
+        dated_status, dated_body = invoke(base, dated)
     assert status == 200, body
     predictions = json.loads(body)["predictions"]
     assert len(predictions) == len(rows)

@@ -15,14 +15,13 @@ import json
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import SHIPPED_DATA, VENV_BIN, Tracking, mlflow_run, subprocess_env
-from servers import free_port, healthy, stop_group
+from servers import free_port, invoke, model_server, stop_group, wait_until_serving
 
 from sparkml_template.observability.capture import SOURCE_TAG, UI_URL_ENV
 from sparkml_template.runtime.tracking import ERROR_TAG
@@ -191,42 +190,12 @@ def test_model_logged_over_connect_is_served_without_connect(connect_tracking, c
     tracking, tmp = connect_tracking
     run, _ = connect_main
     frame = pd.read_csv(SHIPPED_DATA).head(8)
-    port, log = free_port(), tmp / "serve.log"
-    model = ["-m", f"runs:/{run.info.run_id}/model", "--env-manager", "local"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [
-                str(VENV_BIN / "mlflow"),
-                "models",
-                "serve",
-                *model,
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(MLFLOW_TRACKING_URI=tracking.uri),
-            start_new_session=True,  # its own process group, so stop_group reaches the workers
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not healthy(base):
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"not serving:\n{log.read_text()[-3000:]}"
-            time.sleep(1)
-        split = json.loads(frame.drop(columns=["diagnosis"]).to_json(orient="split", index=False))
-        request = urllib.request.Request(
-            f"{base}/invocations",
-            data=json.dumps({"dataframe_split": split}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            predictions = json.loads(response.read())["predictions"]
-    finally:
-        stop_group(proc)
+    log = tmp / "serve.log"
+    with model_server(f"runs:/{run.info.run_id}/model", tracking.uri, log) as (base, proc):
+        wait_until_serving(base, proc, log)
+        status, body = invoke(base, frame.drop(columns=["diagnosis"]))
+    assert status == 200, body
+    predictions = json.loads(body)["predictions"]
     assert len(predictions) == len(frame)
     assert set(predictions) <= LABELS
     right = sum(p == d for p, d in zip(predictions, frame["diagnosis"], strict=True))

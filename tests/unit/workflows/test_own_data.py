@@ -8,6 +8,8 @@ Data comes from scikit-learn (no download) with columns of our own added; the `m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,13 +35,16 @@ def _awkward(frame: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
-    from sklearn.datasets import load_diabetes, load_wine
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
     tmp = tmp_path_factory.mktemp("own_data")
     diabetes = load_diabetes(as_frame=True).frame.head(ROWS).rename(columns={"target": "y"})
     wine = load_wine(as_frame=True).frame.head(ROWS).rename(columns={"target": "cultivar"})
+    # binary (gbt classifies two classes), 0/1 integers as the label, spaces in column names
+    cancer = load_breast_cancer(as_frame=True).frame.sample(ROWS, random_state=3)
+    cancer = cancer.reset_index(drop=True).rename(columns={"target": "malignant"})
     paths = {}
-    for name, frame in (("diabetes", diabetes), ("wine", wine)):
+    for name, frame in (("diabetes", diabetes), ("wine", wine), ("cancer", cancer)):
         paths[name] = tmp / f"{name}.csv"
         _awkward(frame).to_csv(paths[name], index=False)
     return paths
@@ -189,3 +194,86 @@ def test_an_estimator_added_to_the_table_tunes_and_serves(datasets, tracking, mo
     assert run.data.tags["estimator"] == "tree" and run.data.metrics["grid_size"] == 2
     predictions = _score_like_a_user(f"runs:/{run.info.run_id}/model", datasets["diabetes"], "y")
     assert len(predictions) == ROWS
+
+
+TASK_DATA = {"classification": ("cancer", "malignant"), "regression": ("diabetes", "y")}
+SMALL = ("--numTrees", "5", "--maxIter", "5", "--maxDepth", "3")  # every estimator, quickly
+
+
+@pytest.mark.parametrize("estimator", ["linear", "random_forest", "gbt"])
+@pytest.mark.parametrize("task", sorted(TASK_DATA))
+def test_every_task_and_estimator_trains_evaluates_tunes_promotes_predicts_and_scores(
+    datasets, tracking, monkeypatch, task, estimator
+):
+    """Each (task, estimator) pair through every entry point, on data with integer, null,
+    text, date and id columns; the model it promotes scores rows as pd.read_csv gives them."""
+    import dataclasses
+
+    from sparkml_template.pipeline import ESTIMATORS
+
+    dataset, label = TASK_DATA[task]
+    data, name = str(datasets[dataset]), f"{task}_{estimator}"
+    common = ("--data", data, "--label", label)
+    metric = "accuracy" if task == "classification" else "r2"
+
+    assert _run("train", *common, "--task", task, "--estimator", estimator, *SMALL,
+                "--registeredModelName", name) == 0, newest_run(tracking).data.tags  # fmt: skip
+    trained = newest_run(tracking)
+    assert trained.data.tags["task"] == task and trained.data.tags["estimator"] == estimator
+    assert metric in trained.data.metrics
+
+    assert _run("evaluate", *common, "--modelUri", f"models:/{name}/1") == 0
+    evaluated = newest_run(tracking).data.metrics[metric]  # on every row: better than chance
+    assert evaluated > (0.7 if task == "classification" else 0.0)
+
+    entry = ESTIMATORS[estimator]  # a two-point grid keeps the search quick
+    first = next(iter(entry.grid))
+    monkeypatch.setitem(ESTIMATORS, estimator, dataclasses.replace(
+        entry, grid={first: entry.grid[first][:2]}))  # fmt: skip
+    grid = ("--regParam", "0.0,0.1", "--elasticNetParam", "0.0") if estimator == "linear" else ()
+    assert _run("tune", *common, "--task", task, "--estimator", estimator, *SMALL, *grid,
+                "--numFolds", "1", "--registeredModelName", name) == 0  # fmt: skip
+    tuned = newest_run(tracking)
+    assert tuned.data.metrics["grid_size"] == 2 and metric in tuned.data.metrics
+
+    assert _run("promote", *common, "--registeredModelName", name) == 0  # the tuned challenger
+    promoted = newest_run(tracking)
+    assert promoted.data.tags["promotion.decision"] == "first_champion"
+    assert f"candidate_{metric}" in promoted.data.metrics
+    champion = tracking.client().get_model_version_by_alias(name, "champion")
+    assert champion.run_id == tuned.info.run_id
+
+    out = Path(datasets[dataset]).parent / f"scored_{name}"
+    assert _run("predict", "--modelUri", f"models:/{name}@champion", "--data", data,
+                "--output", str(out)) == 0  # fmt: skip
+    scored = pd.read_parquet(out)
+    assert len(scored) == ROWS
+    assert ("probability" in scored.columns) == (task == "classification")
+
+    predictions = _score_like_a_user(f"models:/{name}@champion", datasets[dataset], label)
+    assert len(predictions) == ROWS
+    if task == "classification":  # the label's own values come back, as text
+        assert set(predictions) <= {"0", "1"}
+        assert list(predictions) == [str(v) for v in scored["prediction"]]
+    else:
+        assert np.allclose(predictions.astype(float), scored["prediction"].to_numpy())
+
+
+def test_a_table_name_is_data_like_a_file(spark, datasets, tracking, tmp_path_factory):
+    """``data=db.table`` (a Unity Catalog or Hive table on a cluster) for train, evaluate and
+    predict; here a table in the test session's catalog, stored under a temp directory."""
+    location = tmp_path_factory.mktemp("tables")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS own_data LOCATION '{location.as_uri()}'")
+    reader = spark.read.option("header", True).option("inferSchema", True)
+    reader.csv(str(datasets["wine"])).write.mode("overwrite").saveAsTable("own_data.wine")
+    table = ("--data", "own_data.wine")
+    assert _run("train", *table, "--label", "cultivar", "--registeredModelName", "wine_table") == 0
+    run = newest_run(tracking)
+    assert run.data.metrics["train_rows"] + run.data.metrics["test_rows"] == ROWS
+    assert run.data.tags["task"] == "classification" and "accuracy" in run.data.metrics
+    model = ("--modelUri", "models:/wine_table/1")
+    assert _run("evaluate", *table, "--label", "cultivar", *model) == 0
+    assert newest_run(tracking).data.metrics["accuracy"] > 0.7
+    out = location / "scored"
+    assert _run("predict", *table, *model, "--output", str(out)) == 0
+    assert len(pd.read_parquet(out)) == ROWS
