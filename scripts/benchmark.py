@@ -18,6 +18,7 @@ breast-cancer rows; regression: scikit-learn's diabetes rows), alternating, medi
     python scripts/benchmark.py                  # 3 repeats, shipped data + 1 M rows
     python scripts/benchmark.py --large-rows 0   # shipped data only
     python scripts/benchmark.py --estimators     # 6 pairs on 1 M rows; gbt with maxIter=20
+    python scripts/benchmark.py --estimators --only regression:linear
 """
 
 from __future__ import annotations
@@ -138,7 +139,9 @@ def estimator_commands(
     return {"plain": plain, "run": run}
 
 
-def bench_estimators(repeats: int, rows: int, gbt_iter: int, tmp: Path) -> list[str]:
+def bench_estimators(
+    repeats: int, rows: int, gbt_iter: int, tmp: Path, only: set[tuple[str, ...]]
+) -> list[str]:
     """Every (task, estimator) pair, (1) and (3) alternating; the Markdown table's rows."""
     import mlflow
 
@@ -149,6 +152,8 @@ def bench_estimators(repeats: int, rows: int, gbt_iter: int, tmp: Path) -> list[
     rows_md = []
     for task in TASK_DATA:
         for estimator in ESTIMATORS:
+            if only and (task, estimator) not in only:
+                continue
             extra = {"maxIter": str(gbt_iter)} if estimator == "gbt" else {}
             cmds = estimator_commands(task, estimator, rows, experiment_id, extra)
             times: dict[str, list[float]] = {k: [] for k in cmds}
@@ -172,11 +177,14 @@ def main() -> None:
     parser.add_argument("--large-rows", type=int, default=1_000_000)
     parser.add_argument("--estimators", action="store_true", help="every (task, estimator)")
     parser.add_argument("--gbt-iter", type=int, default=20, help="gbt's maxIter (both sides)")
+    parser.add_argument("--only", action="append", default=[], metavar="TASK:ESTIMATOR",
+                        help="with --estimators: just these pairs (repeatable)")  # fmt: skip
     args = parser.parse_args()
     warmup.main([])
     if args.estimators:
         with tempfile.TemporaryDirectory() as tmp:
-            rows = bench_estimators(args.repeats, args.large_rows, args.gbt_iter, Path(tmp))
+            only = {tuple(pair.split(":", 1)) for pair in args.only}
+            rows = bench_estimators(args.repeats, args.large_rows, args.gbt_iter, Path(tmp), only)
         print(f"Machine: {machine()}; {args.repeats} runs each, medians, wall clock; "
               f"{args.large_rows} rows per task.\n")  # fmt: skip
         print("| task | estimator | (1) plain PySpark | (3) `mlflow run .` | (3)/(1) "
