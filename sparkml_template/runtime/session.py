@@ -216,13 +216,35 @@ def _own_log_config() -> bool:
     return any(d and Path(d, "log4j2.properties").is_file() for d in conf_dirs)
 
 
+# Spark ML's netlib libraries and the system library each one's JNI part opens on Linux.
+NETLIB = {"blas": "libblas.so.3", "lapack": "liblapack.so.3", "arpack": "libarpack.so.2"}
+
+
+def missing_netlib() -> list[str]:
+    """The netlib libraries whose native implementation this machine lacks (Linux only)."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return []  # other systems: leave netlib to decide
+    missing = []
+    for name, library in NETLIB.items():
+        try:
+            ctypes.CDLL(library)
+        except OSError:
+            missing.append(name)
+    return missing
+
+
 def _add_driver_options(conf: dict[str, str]) -> None:
     """Java options for a driver JVM the template starts, ahead of any the caller gave.
 
     - the class-data archive, if one was built (see ``jvm_cache``);
     - the shipped Log4j configuration, unless the user has their own;
     - ``ExitOnOutOfMemoryError``: a driver out of memory exits at once with code 3, which the
-      runner reports in one line, instead of limping on with a dead SparkContext.
+      runner reports in one line, instead of limping on with a dead SparkContext;
+    - no attempt at a native BLAS (LAPACK, ARPACK) this machine does not have: the attempt
+      prints ``netlib-blas: … dlopen(libblas.so.3) failed`` from C, past any logger, and Spark
+      uses its Java implementation anyway. With ``libblas3`` installed, nothing changes.
     """
     from sparkml_template.runtime import jvm_cache
 
@@ -236,6 +258,8 @@ def _add_driver_options(conf: dict[str, str]) -> None:
         options.append(f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}")
     if "OutOfMemoryError" not in current:
         options.append("-XX:+ExitOnOutOfMemoryError")
+    if "netlib" not in current:
+        options += [f"-Ddev.ludovic.netlib.{name}.allowNative=false" for name in missing_netlib()]
     combined = " ".join(o for o in [*options, current] if o)
     if combined:
         conf[key] = combined

@@ -85,6 +85,21 @@ def test_main_run_logs_params_metrics_and_tags(main_run):
     assert tags["mlflow.source.git.commit"] == head
 
 
+def test_a_default_run_prints_no_warning_a_user_cannot_act_on(main_run):
+    """No Spark/Hadoop logger warning and no netlib native-library line on a default local run;
+    the JVM's own incubator-module notice is the one line left (README: "What a run tells")."""
+    _, _, result = main_run
+    lines = result.stderr.splitlines()
+    logged = [ln for ln in lines if " WARN " in ln or " ERROR " in ln]
+    assert not logged, logged[:5]
+    netlib = [ln for ln in lines if ln.startswith("netlib-")]  # native BLAS/LAPACK attempts
+    assert not netlib, netlib
+    assert [ln for ln in lines if ln.startswith("WARNING:")] in (
+        [],
+        ["WARNING: Using incubator modules: jdk.incubator.vector"],
+    )
+
+
 def test_main_run_logs_lineage_and_artifacts(main_run):
     tracking, run, _ = main_run
     (dataset_input,) = run.inputs.dataset_inputs

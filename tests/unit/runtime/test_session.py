@@ -206,3 +206,23 @@ def test_driver_options_bring_the_log_config_and_exit_on_oom_unless_the_user_set
     _add_driver_options(conf)
     assert conf["spark.driver.extraJavaOptions"].endswith(mine)
     assert "ExitOnOutOfMemoryError" not in conf["spark.driver.extraJavaOptions"].replace(mine, "")
+
+
+def test_driver_options_skip_native_netlib_libraries_the_machine_lacks(monkeypatch, tmp_path):
+    """Only the missing ones, so an installed libblas3 still serves Spark; the user's wins."""
+    from sparkml_template.runtime import session
+
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    monkeypatch.setattr(session, "missing_netlib", lambda: ["lapack", "arpack"])
+    conf = session_conf("local[1]", "t")
+    session._add_driver_options(conf)
+    options = conf["spark.driver.extraJavaOptions"]
+    assert "-Ddev.ludovic.netlib.lapack.allowNative=false" in options
+    assert "-Ddev.ludovic.netlib.arpack.allowNative=false" in options
+    assert "netlib.blas" not in options
+
+    mine = "-Ddev.ludovic.netlib.blas.allowNative=true"
+    conf = session_conf("local[1]", "t", {"spark.driver.extraJavaOptions": mine})
+    session._add_driver_options(conf)
+    assert conf["spark.driver.extraJavaOptions"].count("netlib") == 1
