@@ -244,7 +244,9 @@ def run_training(
     spark: SparkSession, params: dict[str, Any], source: DataSource, run_id: str
 ) -> TrainingResult:
     """Train and log params, metrics, tags, conf, lineage and the model to run ``run_id``."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # Two workers: the preload must not queue behind hashing a large file, or leaving the
+    # pool would wait for it after the fit.
+    with ThreadPoolExecutor(max_workers=2) as pool:
         digest = pool.submit(content_digest, source)  # hashes the file while Spark trains
         pool.submit(_preload_for_logging)  # and prepares what logging would wait for
         fitted = fit_and_score(spark, params, source)
