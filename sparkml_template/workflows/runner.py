@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib.util
 import os
 import signal
@@ -118,18 +119,37 @@ class Terminated(KeyboardInterrupt):
 class _Interrupts:
     """SIGINT and SIGTERM stop the body once; later ones are ignored so that the capture and
     the KILLED status get written (``mlflow run`` sends SIGTERM after a Ctrl-C reached us,
-    and the parent-death signal follows when the CLI itself exits)."""
+    and the parent-death signal follows when the CLI itself exits).
+
+    Python runs a signal handler between any two bytecodes, also inside a finalizer (Py4J
+    releases its Java objects from weakref callbacks, often in the middle of a fit), and an
+    exception raised there is dropped with an "Exception ignored in" message: the run would go
+    on to succeed. ``unraisable`` sees that drop and sends the signal again a moment later,
+    from a timer thread, so it lands once the finalizer (and the hook) have returned.
+    """
 
     def __init__(self) -> None:
         self.received = False
+        self.signum: int | None = None
 
     def __call__(self, signum: int, frame: Any) -> None:
         if self.received:
             return
         self.received = True
+        self.signum = signum
         if signum == signal.SIGTERM:
             raise Terminated(f"signal {signum}")
         raise KeyboardInterrupt
+
+    def unraisable(self, unraisable: Any, previous: Callable[[Any], None]) -> None:
+        """``sys.unraisablehook`` while the handler is installed: re-deliver a dropped signal."""
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.signum is not None:
+            self.received = False
+            resend = threading.Timer(0.05, os.kill, (os.getpid(), self.signum))
+            resend.daemon = True
+            resend.start()
+            return
+        previous(unraisable)
 
 
 def _follow_mlflow_run() -> None:
@@ -162,9 +182,12 @@ def _sigterm_interrupts() -> Iterator[None]:
     _follow_mlflow_run()
     handler = _Interrupts()
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(handler.unraisable, previous=previous_hook)
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, old in previous.items():
             signal.signal(sig, old)
 
