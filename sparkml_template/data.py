@@ -4,7 +4,9 @@ Validation is one Spark job: a group-by on partition and label that counts rows 
 values of every feature, the label's range and each string column's distinct values. Its result
 decides the task and the pipeline's shape (label order, which columns need imputing, which
 string columns are left out), so nothing is scanned twice. What reaches the driver is bounded
-(``MAX_CLASSES``), whatever the label holds.
+(``MAX_CLASSES``), whatever the label holds. For a bare scan of local Parquet files whose
+footers answer the same questions (a regression on columns with no text), no job runs: rows,
+nulls and the label's range come from the footers (``parquet_footers``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import urlparse
 
 from sparkml_template import PROJECT_ROOT
 from sparkml_template.errors import UserError
+from sparkml_template.parquet_footers import footer_counts
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -40,6 +43,9 @@ AUTO_MAX_CLASSES = 20
 MAX_CLASSES = 100
 # A string feature with more distinct values than this (an id, a name) is left out, not encoded.
 MAX_CATEGORIES = 100
+# How the validation counted rows and nulls (the run's `data.counted_from` tag).
+COUNTED_FROM_JOB = "validation job"
+COUNTED_FROM_FOOTERS = "parquet footers"
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class DatasetProfile:
     label_min: float | None = None  # numeric labels only
     label_max: float | None = None
     left_out: dict[str, int] = field(default_factory=dict)  # string columns with too many values
+    counted_from: str = COUNTED_FROM_JOB  # how rows and nulls were counted
 
     @property
     def labels(self) -> list[str]:
@@ -265,16 +272,53 @@ def profile_dataset(
             f"task=regression needs a numeric label; {label!r} is "
             f"{df.schema[label].dataType.simpleString()} (use task=classification)"
         )
-    by_label = task != REGRESSION
-    rows, truncated = _validation_rows(df, label, columns, kind, by_label)
-    distinct = len({r["__label"] for r in rows if r["__label"] is not None and not r["__gid"]})
-    decided, reason = _decide_task(task, kind, rows, distinct, truncated, label)
-    if decided == REGRESSION and truncated:  # the label-free pass: bounded whatever the data
-        rows, _ = _validation_rows(df, label, columns, kind, by_label=False)
+    from_footers = _rows_from_footers(df, label, columns, kind, task)
+    if from_footers is not None:
+        rows, num_partitions = from_footers
+        decided, reason = _decide_task(task, kind, rows, 0, False, label)
+    else:
+        by_label = task != REGRESSION
+        rows, truncated = _validation_rows(df, label, columns, kind, by_label)
+        distinct = len({r["__label"] for r in rows if r["__label"] is not None and not r["__gid"]})
+        decided, reason = _decide_task(task, kind, rows, distinct, truncated, label)
+        if decided == REGRESSION and truncated:  # the label-free pass: bounded whatever the data
+            rows, _ = _validation_rows(df, label, columns, kind, by_label=False)
     profile = _profile_from_rows(rows, columns, kind, decided, reason)
-    profile.num_partitions = _partition_count(df, profile.partitions)  # planning only, no job
+    if from_footers is None:
+        profile.num_partitions = _partition_count(df, profile.partitions)  # planning, no job
+    else:
+        profile.num_partitions, profile.counted_from = num_partitions, COUNTED_FROM_FOOTERS
     _check_profile(profile, label)
     return profile
+
+
+def _rows_from_footers(
+    df: DataFrame, label: str, columns: FeatureColumns, kind: str, task: str
+) -> tuple[list[dict[str, Any]], int] | None:
+    """The validation job's rows, read from Parquet footers instead, and the partition count.
+
+    Only where the footers decide everything the job would: no string feature (its distinct
+    values are not in the footers) and a regression, asked for or told by a label bound that is
+    not a whole number (whole-number labels need their distinct values counted). Else None.
+    """
+    if kind != "numeric" or columns.categorical or task == CLASSIFICATION:
+        return None
+    inputs = columns.numeric + columns.dates
+    counts = footer_counts(df, label, inputs)
+    if counts is None:
+        return None
+    if task == AUTO and not any(p.fractional for p in counts.partitions.values()):
+        return None
+    rows = [
+        {
+            "__gid": 0, "__partition": pid, "__label": "*", "__rows": p.rows,
+            "__min": p.low, "__max": p.high, "__fractional": int(p.fractional),
+            **{f"__nn{i}": p.rows - p.nulls[name] for i, name in enumerate(inputs)},
+        }
+        for pid, p in counts.partitions.items()
+        if p.rows
+    ]  # fmt: skip
+    return rows, counts.num_partitions
 
 
 def _validation_rows(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sparkml_template import plots
 from sparkml_template.data import (
+    COUNTED_FROM_FOOTERS,
     MAX_CATEGORIES,
     DatasetProfile,
     DataSource,
@@ -106,8 +107,13 @@ def describe_profile(profile: DatasetProfile, label: str) -> str:
     """ "569 rows, 30 features (30 numeric, 0 categorical), label diagnosis: 2 classes"."""
     dropped = f", {profile.null_label_rows} without a label" if profile.null_label_rows else ""
     target = f"{len(profile.labels)} classes" if profile.labels else profile.task
+    counted = (
+        " (counted from the Parquet footers)"
+        if profile.counted_from == COUNTED_FROM_FOOTERS
+        else ""
+    )
     return (
-        f"{profile.rows} rows{dropped}, {len(profile.features)} features "
+        f"{profile.rows} rows{counted}{dropped}, {len(profile.features)} features "
         f"({len(profile.numeric_features)} numeric, {len(profile.categorical_features)} "
         f"categorical), label {label}: {target}"
     )
@@ -167,7 +173,11 @@ def describe_learned(learned: Learned) -> str:
 
 def profile_tags(profile: DatasetProfile) -> dict[str, str]:
     """The task decision and the columns left out, as run tags."""
-    tags = {"task": profile.task, "task.reason": profile.task_reason}
+    tags = {
+        "task": profile.task,
+        "task.reason": profile.task_reason,
+        "data.counted_from": profile.counted_from,
+    }
     if profile.left_out:
         tags["features.left_out"] = json.dumps(profile.left_out)
     return tags
