@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import functools
 import importlib.util
+import logging
 import os
 import signal
 import sys
@@ -116,6 +117,9 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (``mlflow run`` cancelling, a scheduler stopping the job): handled as Ctrl-C."""
 
 
+_PY4J_INTERRUPTED = "KeyboardInterrupt while sending command"
+
+
 class _Interrupts:
     """SIGINT and SIGTERM stop the body once; later ones are ignored so that the capture and
     the KILLED status get written (``mlflow run`` sends SIGTERM after a Ctrl-C reached us,
@@ -140,6 +144,11 @@ class _Interrupts:
         if signum == signal.SIGTERM:
             raise Terminated(f"signal {signum}")
         raise KeyboardInterrupt
+
+    def quiet_py4j(self, record: logging.LogRecord) -> bool:
+        """Drop Py4J's traceback for a call our own interrupt cut short (it logs one on the root
+        logger); the runner says what happened in one line."""
+        return self.signum is None or not str(record.msg).startswith(_PY4J_INTERRUPTED)
 
     def unraisable(self, unraisable: Any, previous: Callable[[Any], None]) -> None:
         """``sys.unraisablehook`` while the handler is installed: re-deliver a dropped signal."""
@@ -184,9 +193,11 @@ def _sigterm_interrupts() -> Iterator[None]:
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     previous_hook = sys.unraisablehook
     sys.unraisablehook = functools.partial(handler.unraisable, previous=previous_hook)
+    logging.getLogger().addFilter(handler.quiet_py4j)
     try:
         yield
     finally:
+        logging.getLogger().removeFilter(handler.quiet_py4j)
         sys.unraisablehook = previous_hook
         for sig, old in previous.items():
             signal.signal(sig, old)

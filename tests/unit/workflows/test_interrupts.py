@@ -7,6 +7,7 @@ CI once saw SIGTERM swallowed that way: the run went on and succeeded.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -74,3 +75,24 @@ def test_later_signals_are_ignored_once_one_was_delivered():
             handled.append("capture finished")
             raise
     assert handled == ["first", "capture finished"]
+
+
+def test_py4j_s_traceback_for_a_call_the_interrupt_cut_short_is_dropped(caplog):
+    """Py4J logs "KeyboardInterrupt while sending command." with a traceback on the root logger
+    when the signal lands in its socket read; the runner's one line is enough."""
+    with pytest.raises(Terminated), _sigterm_interrupts():
+        logging.exception("KeyboardInterrupt while sending command.")  # no signal yet: kept
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        except Terminated:
+            logging.exception("KeyboardInterrupt while sending command.")  # Py4J's, dropped
+            logging.warning("a warning of the run's own")
+            raise
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "KeyboardInterrupt while sending command.",
+        "a warning of the run's own",
+    ]
+    logging.exception("KeyboardInterrupt while sending command.")  # outside a run: kept
+    assert len(caplog.records) == 3
