@@ -307,7 +307,7 @@ def _rows_from_footers(
     counts = footer_counts(df, label, inputs)
     if counts is None:
         return None
-    if task == AUTO and not any(p.fractional for p in counts.partitions.values()):
+    if task == AUTO and not any(p.fractional for p in counts):
         return None
     rows = [
         {
@@ -315,10 +315,10 @@ def _rows_from_footers(
             "__min": p.low, "__max": p.high, "__fractional": int(p.fractional),
             **{f"__nn{i}": p.rows - p.nulls[name] for i, name in enumerate(inputs)},
         }
-        for pid, p in counts.partitions.items()
+        for pid, p in enumerate(counts)
         if p.rows
     ]  # fmt: skip
-    return rows, counts.num_partitions
+    return rows, len(counts)
 
 
 def _validation_rows(

@@ -35,17 +35,6 @@ class PartitionStats:
     fractional: bool = False  # a bound of the label is not a whole number
 
 
-@dataclass
-class FooterCounts:
-    """Per Spark partition of the scan (every planned partition, empty ones too)."""
-
-    partitions: dict[int, PartitionStats]
-
-    @property
-    def num_partitions(self) -> int:
-        return len(self.partitions)
-
-
 def _scan_splits(df: DataFrame) -> list[list[tuple[str, int, int]]] | None:
     """Spark's planned partitions of a bare Parquet scan: (local path, start, length) per
     file split. None unless ``df`` is one unfiltered Parquet relation in a classic session."""
@@ -63,7 +52,7 @@ def _scan_splits(df: DataFrame) -> list[list[tuple[str, int, int]]] | None:
         return None
     if "Parquet" not in scan.relation().fileFormat().getClass().getSimpleName():
         return None
-    if scan.relation().partitionSchema().size() or scan.dataFilters().size():
+    if scan.relation().partitionSchema().size():
         return None  # partition columns live in directory names, not in the footers
     splits = []
     for partition in scan.inputRDD().partitions():
@@ -121,9 +110,10 @@ def _add_row_group(
     return True
 
 
-def footer_counts(df: DataFrame, label: str, columns: list[str]) -> FooterCounts | None:
-    """Per-partition rows, null counts of ``columns`` and the range of ``label`` from the
-    Parquet footers of ``df``'s files, or None when they cannot give the exact answer."""
+def footer_counts(df: DataFrame, label: str, columns: list[str]) -> list[PartitionStats] | None:
+    """Per Spark partition of ``df``'s scan (index = partition id, empty ones too): rows, null
+    counts of ``columns`` and the range of ``label`` from the Parquet footers of its files, or
+    None when they cannot give the exact answer."""
     try:
         splits = _scan_splits(df)
     except Exception:  # another Spark's plan classes (Databricks, Photon): run the job instead
@@ -133,21 +123,20 @@ def footer_counts(df: DataFrame, label: str, columns: list[str]) -> FooterCounts
     import pyarrow.parquet as pq
 
     wanted = [label, *columns]
-    metadata: dict[str, Any] = {}
-    counts = FooterCounts({pid: PartitionStats() for pid in range(len(splits))})
-    for pid, files in enumerate(splits):
-        stats = counts.partitions[pid]
-        for path, start, length in files:
-            if path not in metadata:
+    files: dict[str, tuple[Any, dict[str, int]]] = {}  # path -> (metadata, column positions)
+    partitions = [PartitionStats() for _ in splits]
+    for stats, split in zip(partitions, splits, strict=True):
+        for path, start, length in split:
+            if path not in files:
                 try:
-                    metadata[path] = pq.ParquetFile(path).metadata
+                    meta = pq.ParquetFile(path).metadata
                 except (OSError, ValueError):
                     return None
-            meta = metadata[path]
-            names = [meta.schema.column(i).path for i in range(meta.num_columns)]
-            positions = {name: names.index(name) for name in wanted if name in names}
-            if len(positions) != len(wanted):
-                return None  # a file without one of the columns (merged schemas)
+                names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+                if not set(wanted) <= set(names):
+                    return None  # a file without one of the columns (merged schemas)
+                files[path] = meta, {name: names.index(name) for name in wanted}
+            meta, positions = files[path]
             for i in range(meta.num_row_groups):
                 row_group = meta.row_group(i)
                 begin, size = _row_group_span(row_group)
@@ -155,4 +144,4 @@ def footer_counts(df: DataFrame, label: str, columns: list[str]) -> FooterCounts
                     continue  # another split reads it
                 if not _add_row_group(stats, row_group, positions, label):
                     return None
-    return counts
+    return partitions
