@@ -289,6 +289,16 @@ def _is_label_stage(stage: Any) -> bool:
     return isinstance(stage, SQLTransformer) and f"AS `{LABEL_VALUE}`" in stage.getStatement()
 
 
+def prediction_type(task: str) -> str:
+    """The MLflow type of the ``prediction`` column a pipeline of ``task`` outputs.
+
+    Every Spark ML predictor outputs a double; a classification pipeline ends with
+    ``IndexToString``, which turns it back into the label's class as a string. Known from the
+    pipeline's shape, so the logged signature needs no Spark job to find it out.
+    """
+    return "string" if task == CLASSIFICATION else "double"
+
+
 def inference_model(fitted: PipelineModel) -> PipelineModel:
     """The fitted pipeline without its label stage: what is logged, served and evaluated.
 

@@ -35,6 +35,7 @@ from sparkml_template.pipeline import (
     build_pipeline,
     check_estimator_params,
     inference_model,
+    prediction_type,
     used_params,
 )
 from sparkml_template.runtime import tracking
@@ -184,23 +185,24 @@ def profile_tags(profile: DatasetProfile) -> dict[str, str]:
 
 
 def model_example(fitted: Fitted) -> pd.DataFrame:
-    """Five input rows and the model's predictions for them: the logged example.
+    """Five input rows: the logged example.
 
     Taken from the start of the input, where Spark stops reading after the first five rows:
-    the least work of any choice of rows. Dates are given as ISO strings, as a CSV or JSON
-    client sends them.
+    the least work of any choice of rows. The model is not run on them: the signature's output
+    type is known from the pipeline (``prediction_type``), and scoring five rows through the
+    whole pipeline cost a Spark job of ~0.5 s per run (docs/performance.md). Dates are given as
+    ISO strings, as a CSV or JSON client sends them.
     """
     import pandas as pd
 
     profile = fitted.profile
-    head = fitted.data.select(*profile.features).limit(5)
-    example = fitted.model.transform(head).select(*profile.features, PREDICTION).toPandas()
+    example = fitted.data.select(*profile.features).limit(5).toPandas()
     for name in profile.date_features:
         example[name] = [None if pd.isna(v) else v.isoformat() for v in example[name]]
     return example
 
 
-def serving_signature(fitted: Fitted, example_output: pd.Series) -> ModelSignature:
+def serving_signature(fitted: Fitted) -> ModelSignature:
     """The signature a served model enforces, declared for what clients send.
 
     ``pd.read_csv`` and JSON give int64 for whole numbers and float64 once a value is missing,
@@ -210,7 +212,7 @@ def serving_signature(fitted: Fitted, example_output: pd.Series) -> ModelSignatu
     optional. Dates and timestamps are ``datetime``, which takes both the ISO strings of a CSV
     or JSON and pandas' datetime64 (``parse_dates``); MLflow converts either to datetime64.
     """
-    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
     from pyspark.sql.types import (
         BooleanType,
@@ -238,7 +240,7 @@ def serving_signature(fitted: Fitted, example_output: pd.Series) -> ModelSignatu
         else:
             kind = "string"
         columns.append(ColSpec(kind, name, required=not optional))
-    outputs = infer_signature(None, example_output).outputs
+    outputs = Schema([ColSpec(prediction_type(profile.task), PREDICTION)])
     return ModelSignature(inputs=Schema(columns), outputs=outputs)
 
 
@@ -292,11 +294,10 @@ def run_training(
         log_what_the_model_learned(run_id, learned)
         phase.done(describe_learned(learned))
     with say.phase("log the model", "Spark flavour, signature, input example") as phase:
-        example = model_example(fitted)
         info = tracking.log_spark_model(
             model,
-            example_input=example[profile.features],
-            signature=serving_signature(fitted, example[PREDICTION]),
+            example_input=model_example(fitted),
+            signature=serving_signature(fitted),
             registered_model_name=params.get("registeredModelName"),
         )
         phase.done(info.model_uri)

@@ -252,6 +252,12 @@ def test_every_task_and_estimator_trains_evaluates_tunes_promotes_predicts_and_s
 
     predictions = _score_like_a_user(f"models:/{name}@champion", datasets[dataset], label)
     assert len(predictions) == ROWS
+    # the signature declares the output type the served model gives (not computed by scoring)
+    import mlflow
+    from mlflow.models import infer_signature
+
+    declared = mlflow.models.get_model_info(f"models:/{name}@champion").signature.outputs
+    assert declared == infer_signature(None, pd.Series(predictions, name="prediction")).outputs
     if task == "classification":  # the label's own values come back, as text
         assert set(predictions) <= {"0", "1"}
         assert list(predictions) == [str(v) for v in scored["prediction"]]
