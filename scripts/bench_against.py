@@ -5,6 +5,8 @@ dataset with this checkout and with another commit's, alternating, medians (not 
     python scripts/bench_against.py --base <commit> --repeats 5 --rows 200000
     python scripts/bench_against.py --base <commit> --entry-point main --data data/breast_cancer.csv
     python scripts/bench_against.py --base <commit> --this <other commit>   # two past commits
+    python scripts/bench_against.py --base <commit> --entry-point main \
+        --data bench-data/diabetes_1000000_rg.parquet -P label=target -P task=regression
 
 The other commit (and the ``--this`` one, if given) is checked out with ``git worktree`` into a
 temporary directory (removed afterwards); both run with this venv's interpreter and the same
@@ -37,6 +39,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--entry-point", default="train")
     parser.add_argument("--data", type=Path, help="a dataset instead of the generated one")
+    parser.add_argument("-P", dest="params", action="append", default=[], metavar="NAME=VALUE",
+                        help="another MLproject parameter, both sides (repeatable)")  # fmt: skip
     args = parser.parse_args()
     data = args.data.resolve() if args.data else make(args.rows)
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,6 +74,7 @@ def main() -> None:
                     args.entry_point,
                     "-P",
                     f"data={data}",
+                    *(arg for param in args.params for arg in ("-P", param)),
                 ]
                 for name, tree in trees.items()
             }
