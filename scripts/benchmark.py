@@ -13,7 +13,10 @@ A command that fails is retried once (and the retry is reported); a second failu
 
 With ``--estimators``, every (task, estimator) pair instead: (1) against (3) with ``-P task=…
 -P estimator=…``, on generated 1 M-row data for each task (classification: the shipped
-breast-cancer rows; regression: scikit-learn's diabetes rows), alternating, medians.
+breast-cancer rows; regression: scikit-learn's diabetes rows), alternating, medians. Alongside
+them, (0) ``mlflow run`` of an empty project (its command is ``python -c pass``): what the
+MLflow CLI itself costs on this machine (importing it, creating the run, ending it, exiting),
+which no project can shorten; the table also gives (3) without it, against (1).
 
     python scripts/benchmark.py                  # 3 repeats, shipped data + 1 M rows
     python scripts/benchmark.py --large-rows 0   # shipped data only
@@ -121,6 +124,17 @@ TASK_DATA = {"classification": "breast_cancer", "regression": "diabetes"}
 ESTIMATORS = ("linear", "random_forest", "gbt")
 
 
+EMPTY_PROJECT = "name: empty\nentry_points:\n  main:\n    command: python -c pass\n"
+
+
+def empty_project(tmp: Path) -> Path:
+    """A project whose entry point does nothing: ``mlflow run`` of it is the CLI's own cost."""
+    project = tmp / "empty-project"
+    project.mkdir(exist_ok=True)
+    (project / "MLproject").write_text(EMPTY_PROJECT)
+    return project
+
+
 def estimator_commands(
     task: str, estimator: str, rows: int, experiment_id: str, extra: dict[str, str]
 ) -> dict[str, list[str]]:
@@ -149,24 +163,29 @@ def bench_estimators(
     experiment_id = mlflow.MlflowClient(uri).create_experiment("bench-estimators")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": uri}  # fmt: skip
+    empty = [str(BIN / "mlflow"), "run", str(empty_project(tmp)), "--env-manager", "local",
+             "--experiment-id", experiment_id]  # fmt: skip
     rows_md = []
     for task in TASK_DATA:
         for estimator in ESTIMATORS:
             if only and (task, estimator) not in only:
                 continue
             extra = {"maxIter": str(gbt_iter)} if estimator == "gbt" else {}
-            cmds = estimator_commands(task, estimator, rows, experiment_id, extra)
+            cmds = {**estimator_commands(task, estimator, rows, experiment_id, extra), "cli": empty}
             times: dict[str, list[float]] = {k: [] for k in cmds}
             for i in range(repeats):
                 for key in list(cmds)[:: 1 if i % 2 == 0 else -1]:
                     times[key].append(timed(cmds[key], env))
                     print(f"  {task} {estimator} {key}: {times[key][-1]:.1f} s", file=sys.stderr)
             med = {k: statistics.median(v) for k, v in times.items()}
-            spread = " / ".join(f"{min(v):.1f}–{max(v):.1f}" for v in times.values())
+            spread = " / ".join(
+                f"{min(times[k]):.1f}–{max(times[k]):.1f}" for k in ["plain", "run"]
+            )
             settings = ", ".join(f"{k}={v}" for k, v in extra.items()) or "defaults"
             rows_md.append(
                 f"| {task} | {estimator} ({settings}) | {med['plain']:.1f} s | {med['run']:.1f} s "
-                f"| **{med['run'] / med['plain']:.2f}** | {spread} s |"
+                f"| **{med['run'] / med['plain']:.2f}** | {med['cli']:.1f} s "
+                f"| {(med['run'] - med['cli']) / med['plain']:.2f} | {spread} s |"
             )
     return rows_md
 
@@ -188,7 +207,8 @@ def main() -> None:
         print(f"Machine: {machine()}; {args.repeats} runs each, medians, wall clock; "
               f"{args.large_rows} rows per task.\n")  # fmt: skip
         print("| task | estimator | (1) plain PySpark | (3) `mlflow run .` | (3)/(1) "
-              "| spread (1) / (3) |\n|---|---|---|---|---|---|")  # fmt: skip
+              "| (0) `mlflow run` of an empty project | ((3) − (0))/(1) | spread (1) / (3) |\n"
+              "|---|---|---|---|---|---|---|---|")  # fmt: skip
         print("\n".join(rows))
         return  # what `make setup` does: (3) runs as a user's would after setup
     datasets = [ROOT / "data" / "breast_cancer.csv"]
