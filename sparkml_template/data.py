@@ -356,7 +356,7 @@ def _validation_rows(
         grouped = keyed.groupBy(*keys).agg(*aggregates, F.lit(0).alias("__gid"))
     if not by_label:
         return grouped.collect(), False
-    partitions = _partitions_with_rows(df)
+    partitions = _partition_count(df)
     cap = 1 + partitions * (MAX_CLASSES + 2)  # the whole, every partition's classes and nulls
     rows = grouped.limit(cap).collect()
     return rows, len(rows) >= cap
@@ -452,31 +452,24 @@ def _profile_from_rows(
     )
 
 
-def _partitions_with_rows(df: DataFrame) -> int:
-    """An upper bound on the partitions that hold rows: the plan's count (no job) in a classic
-    session; over Spark Connect, which has no RDDs, the highest partition id + 1 (one small
-    aggregate job that reads no column)."""
+def _partition_count(df: DataFrame, partitions: list[PartitionCount] | None = None) -> int:
+    """How many partitions ``df`` has: asked of the plan (no job) in a classic session.
+
+    Spark Connect has no RDDs: there it is the highest partition that holds rows, + 1 (empty
+    trailing ones go uncounted), taken from ``partitions`` when the validation job has counted
+    them, else from one small aggregate job that reads no column.
+    """
     from pyspark.errors import PySparkNotImplementedError
     from pyspark.sql import functions as F
 
     try:
         return df.rdd.getNumPartitions()
     except PySparkNotImplementedError:
+        if partitions is not None:
+            return max((p.partition_id for p in partitions), default=-1) + 1
         ids = df.select(F.spark_partition_id().alias("__partition"))  # an aggregate may not
         highest = ids.agg(F.max("__partition")).first()[0]  # wrap a nondeterministic call
-        return 1 if highest is None else highest + 1
-
-
-def _partition_count(df: DataFrame, partitions: list[PartitionCount]) -> int:
-    """How many partitions ``df`` has: asked of the plan (no job) in a classic session; over
-    Spark Connect, which has no RDDs, the highest partition that held rows (empty trailing ones
-    go uncounted)."""
-    from pyspark.errors import PySparkNotImplementedError
-
-    try:
-        return df.rdd.getNumPartitions()
-    except PySparkNotImplementedError:
-        return max((p.partition_id for p in partitions), default=-1) + 1
+        return 0 if highest is None else highest + 1
 
 
 def _check_profile(profile: DatasetProfile, label: str) -> None:
