@@ -70,6 +70,15 @@ class Fitted:
     test: DataFrame
 
 
+@dataclass(frozen=True)
+class Validated:
+    """Data already read and validated by the caller (``tune``'s search, which caches it), so
+    that training reuses both instead of reading and validating the same data again."""
+
+    data: DataFrame
+    profile: DatasetProfile
+
+
 @dataclass
 class TrainingResult:
     """A logged training run: what was fitted and scored, and the logged model's URI."""
@@ -78,17 +87,25 @@ class TrainingResult:
     model_uri: str
 
 
-def fit_and_score(spark: SparkSession, params: dict[str, Any], source: DataSource) -> Fitted:
+def fit_and_score(
+    spark: SparkSession,
+    params: dict[str, Any],
+    source: DataSource,
+    validated: Validated | None = None,
+) -> Fitted:
     """The Spark part of training, with no MLflow in it (tests and benchmarks call it bare)."""
     label = params["label"]
     say = console()
-    with say.phase("read and validate", source.uri) as phase:
-        raw = read_for_passes(spark, source)  # validation, fit and scoring each read it
-        profile = profile_dataset(
-            raw, label, params["task"], params["features"], params["excludeColumns"]
-        )
-        phase.done(describe_profile(profile, label))
-    announce_profile(profile)
+    if validated is None:
+        with say.phase("read and validate", source.uri) as phase:
+            raw = read_for_passes(spark, source)  # validation, fit and scoring each read it
+            profile = profile_dataset(
+                raw, label, params["task"], params["features"], params["excludeColumns"]
+            )
+            phase.done(describe_profile(profile, label))
+        announce_profile(profile)
+    else:
+        raw, profile = validated.data, validated.profile
     fraction = params["testFraction"]
     train, test = split_labelled(raw, label, fraction, params["seed"])
     pipeline = build_pipeline(profile, label, params)
@@ -253,7 +270,11 @@ def _preload_for_logging() -> None:
 
 
 def run_training(
-    spark: SparkSession, params: dict[str, Any], source: DataSource, run_id: str
+    spark: SparkSession,
+    params: dict[str, Any],
+    source: DataSource,
+    run_id: str,
+    validated: Validated | None = None,
 ) -> TrainingResult:
     """Train and log params, metrics, tags, conf, lineage and the model to run ``run_id``."""
     # Two workers: the preload must not queue behind hashing a large file, or leaving the
@@ -261,7 +282,7 @@ def run_training(
     with ThreadPoolExecutor(max_workers=2) as pool:
         digest = pool.submit(content_digest, source)  # hashes the file while Spark trains
         pool.submit(_preload_for_logging)  # and prepares what logging would wait for
-        fitted = fit_and_score(spark, params, source)
+        fitted = fit_and_score(spark, params, source, validated)
         data_digest = digest.result()
     model, profile, report = fitted.model, fitted.profile, fitted.report
     record_partitions(run_id, "data", data_partitions, profile)

@@ -6,6 +6,8 @@ Spark's own CrossValidator (numFolds >= 2) or TrainValidationSplit (numFolds = 1
 The search sees only the training split (same ``testFraction`` and ``seed`` as ``train``); the
 winning values are then trained and logged by ``train.run_training`` in the parent run, so the
 best model's test metrics, lineage, signature and registration are exactly what ``train`` logs.
+That refit reuses the data the search read, cached and validated, rather than reading and
+validating it a second time.
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ from sparkml_template.plots import new_figure
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.params import check_training_params
-from sparkml_template.workflows.train import TrainingResult, announce_profile, run_training
+from sparkml_template.workflows.train import (
+    TrainingResult,
+    Validated,
+    announce_profile,
+    run_training,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -93,8 +100,9 @@ def prepare_tuning(params: dict[str, Any]) -> TuningPlan:
 
 def search_grid(
     spark: SparkSession, params: dict[str, Any], plan: TuningPlan
-) -> list[dict[str, float]]:
-    """Fit every combination with Spark's validator; one result row per combination."""
+) -> tuple[list[dict[str, float]], Validated]:
+    """Fit every combination with Spark's validator; one result row per combination, and the
+    data (cached, the caller unpersists it) with its profile, for the refit to reuse."""
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator, RegressionEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
 
@@ -136,7 +144,6 @@ def search_grid(
     else:
         fitted = TrainValidationSplit(**options).fit(train)
         scores, stds = fitted.validationMetrics, []
-    raw.unpersist()
     rows = []
     for i, param_map in enumerate(maps):
         row = {name: float(param_map[estimator.getParam(name)]) for name in plan.grid}
@@ -144,7 +151,7 @@ def search_grid(
         if stds:
             row[f"{metric}_std"] = float(stds[i])
         rows.append(row)
-    return rows
+    return rows, Validated(raw, profile)
 
 
 def _typed(name: str, value: float, params: dict[str, Any]) -> Any:
@@ -221,11 +228,16 @@ def run_tuning(
     """Search, log the search, then train and log (and register, if asked) the best model."""
     kind = "cross-validation" if params["numFolds"] >= 2 else "train-validation split"
     with console().phase("search the grid", f"{plan.size} combinations, {kind}") as phase:
-        rows = search_grid(spark, params, plan)
+        rows, validated = search_grid(spark, params, plan)
         metric = next(k for k in rows[0] if k.startswith("cv_") and not k.endswith("_std"))
         best_row = max(rows, key=lambda r: r[metric])
         phase.done(f"best {metric} {best_row[metric]:.4f}")
     grid = list(plan.grid)
     best = log_search(run_id, rows, grid)
     chosen = {n: _typed(n, best[n], params) for n in grid}
-    return run_training(spark, {**params, **plan.fixed, **chosen}, plan.source, run_id)
+    try:  # the refit reuses the search's cached data and its validation: one read, one check
+        return run_training(
+            spark, {**params, **plan.fixed, **chosen}, plan.source, run_id, validated
+        )
+    finally:
+        validated.data.unpersist()

@@ -65,10 +65,23 @@ def test_empty_grid_fails_the_run(store, capsys):
     assert _children(store, run.info.run_id) == []
 
 
-def test_tune_logs_children_best_params_table_plot_and_registers(store, tmp_path):
+def test_tune_logs_children_best_params_table_plot_and_registers(store, tmp_path, monkeypatch):
+    from sparkml_template.workflows import train, tune
+
+    validated = []  # every DataFrame the run validates, through the real check
+
+    def counted(df, *args, **kwargs):
+        validated.append(df)
+        return real(df, *args, **kwargs)
+
+    real = tune.profile_dataset
+    monkeypatch.setattr(tune, "profile_dataset", counted)
+    monkeypatch.setattr(train, "profile_dataset", counted)
     argv = ["--regParam", "0.0,1.0", "--elasticNetParam", "0.0,1.0", "--numFolds", "1"]
     code = run_script("tune", *argv, "--registeredModelName", NAME, "--master", "local[2]")
     assert code == 0
+    # the refit reuses the search's cached, validated data; the cache is gone afterwards
+    assert len(validated) == 1 and not validated[0].is_cached
     client = store.client()
     parent = newest_run(store)
     children = _children(store, parent.info.run_id)
