@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,10 +190,19 @@ def _known_size(dataset: Any, rows: int | None) -> Any:
     )
 
 
+INTEGER_HINT = "Hint: Inferred schema contains integer column"  # MLflow's UserWarning
+
+
 def log_dataset(
     df: DataFrame, source: DataSource, digest: str | None, context: str, rows: int | None = None
 ) -> None:
-    """Dataset lineage: source, schema, a digest of the data the run read, its size if known."""
+    """Dataset lineage: source, schema, a digest of the data the run read, its size if known.
+
+    MLflow infers the dataset's schema and, for integer columns, warns that they cannot hold
+    missing values at inference time. That is advice about a model's signature, which the
+    template declares itself (``long``, or ``any`` and optional where the data has nulls), so
+    in a run's output it would only mislead: it is silenced here, and only here.
+    """
     import mlflow
 
     name = Path(source.uri.rstrip("/")).name or source.uri
@@ -201,14 +211,16 @@ def log_dataset(
     else:
         dataset = mlflow.data.from_spark(df, path=source.uri, name=name, digest=digest)
     dataset = _known_size(dataset, rows)
-    try:
-        mlflow.log_input(dataset, context=context)
-    except mlflow.exceptions.MlflowException as exc:
-        # The server looks the dataset up, then inserts it: two runs logging the same data at
-        # once race, and the loser gets a unique-constraint error. Again, it finds the row.
-        if not any(text in str(exc) for text in _DUPLICATE_ROW):
-            raise
-        mlflow.log_input(dataset, context=context)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", INTEGER_HINT, UserWarning)
+        try:
+            mlflow.log_input(dataset, context=context)
+        except mlflow.exceptions.MlflowException as exc:
+            # The server looks the dataset up, then inserts it: two runs logging the same data
+            # at once race, and the loser gets a unique-constraint error. Again, it finds the row.
+            if not any(text in str(exc) for text in _DUPLICATE_ROW):
+                raise
+            mlflow.log_input(dataset, context=context)
 
 
 def log_run_context(
