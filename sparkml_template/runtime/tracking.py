@@ -32,6 +32,7 @@ MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 5000
 # How SQLite, PostgreSQL and MySQL word a unique-constraint violation.
 _DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
+INTEGER_HINT = "Hint: Inferred schema contains integer column"  # MLflow's UserWarning
 
 
 def environment_tags(spark: SparkSession) -> dict[str, str]:
@@ -188,9 +189,6 @@ def _known_size(dataset: Any, rows: int | None) -> Any:
     return _SizedSparkDataset(
         df=dataset.df, source=dataset.source, name=dataset.name, digest=dataset.digest
     )
-
-
-INTEGER_HINT = "Hint: Inferred schema contains integer column"  # MLflow's UserWarning
 
 
 def log_dataset(
