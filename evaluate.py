@@ -2,7 +2,7 @@
 
 import sys
 
-from sparkml_template.data import DataSource
+from sparkml_template.contract.dataset import DataSource
 from sparkml_template.workflows.evaluate import prepare_evaluation, run_evaluation
 from sparkml_template.workflows.runner import RunContext, exit_process, run_entry_point
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
 
-    from sparkml_template.data import DatasetProfile
+    from sparkml_template.contract.dataset import DatasetProfile
 
 KEY, VALUE = "__key", "__value"
 _METRIC_UNSAFE = re.compile(r"[^\w\-. :/]")  # what MLflow refuses in a metric name

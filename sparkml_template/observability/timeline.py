@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sparkml_template.plots import new_figure
+from sparkml_template.contract.figures import new_figure
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
-    from sparkml_template.data import DataSource
+    from sparkml_template.contract.dataset import DataSource
 
 MODEL_ARTIFACT_PATH = "model"
 MODEL_TAG = "sparkml_template.model_artifact"  # set on runs that logged a model, for `evaluate`
@@ -115,7 +115,7 @@ def preload_requirement_check() -> None:
     """Build MLflow's map of installed packages now, in a thread while Spark trains.
 
     Logging a model with explicit requirements checks them against that map, which MLflow
-    builds on first use from every installed package's metadata (~1.5 s on 2 cores), on the
+    builds on first use from every installed package's metadata, on the
     run's critical path. The function is MLflow's private one: if it moves, the map is built
     at logging time, as before.
     """

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sparkml_template.data import DataSource, content_digest, resolve_source
-from sparkml_template.metrics import Report, check_gate, gate_minimum
+from sparkml_template.contract.dataset import DataSource
+from sparkml_template.contract.gates import check_gate
+from sparkml_template.contract.names import PREDICTION
+from sparkml_template.dataset.sources import content_digest, resolve_source
 from sparkml_template.observability.partitions import prediction_partitions, record_partitions
-from sparkml_template.pipeline import PREDICTION
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.workflows.models import (
@@ -18,6 +19,7 @@ from sparkml_template.workflows.models import (
     score_labelled,
 )
 from sparkml_template.workflows.train import describe_report
+from sparkml_template.yours.scoring import Report, validation_thresholds
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -54,5 +56,5 @@ def run_evaluation(
         tags={"evaluated_model_uri": uri, "task": report.task},
     )
     log_evaluation_artifacts(report)
-    check_gate(report, gate_minimum(report, params))
+    check_gate(report.metrics, validation_thresholds(report.task, params))
     return report

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sparkml_template.data import DataSource
-from sparkml_template.metrics import check_gate, gate_minimum
+from sparkml_template.contract.dataset import DataSource
+from sparkml_template.contract.gates import check_gate
 from sparkml_template.workflows.models import log_evaluation_artifacts
 from sparkml_template.workflows.train import TrainingResult, prepare_training, run_training
+from sparkml_template.yours.scoring import validation_thresholds
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -24,5 +25,5 @@ def run_main(
     result = run_training(spark, params, source, run_id)
     log_evaluation_artifacts(result.fitted.report)
     report = result.fitted.report
-    check_gate(report, gate_minimum(report, params))
+    check_gate(report.metrics, validation_thresholds(report.task, params))
     return result

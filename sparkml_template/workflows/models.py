@@ -8,18 +8,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparkml_template.data import CLASSIFICATION, DataSource, read_for_passes
+from sparkml_template.contract.dataset import DataSource
+from sparkml_template.contract.fitted import Learned, model_labels, model_task
+from sparkml_template.contract.names import CLASSIFICATION
 from sparkml_template.errors import UserError
-from sparkml_template.metrics import (
-    ClassificationReport,
-    Learned,
-    Report,
-    evaluate_model_output,
-)
-from sparkml_template.pipeline import model_labels, model_task
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.connect_models import load_model_via_server
 from sparkml_template.runtime.session import active_session, is_connect_session
+from sparkml_template.yours.data import read_for_passes
+from sparkml_template.yours.scoring import ClassificationReport, Report, evaluate_model_output
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -96,7 +93,7 @@ def log_evaluation_artifacts(report: Report, prefix: str = "evaluation") -> None
     UI table). Regression: predicted-vs-actual and residuals PNGs and the metrics as JSON."""
     import mlflow
 
-    from sparkml_template.plots import (
+    from sparkml_template.yours.charts import (
         save_confusion_matrix,
         save_predicted_vs_actual,
         save_residuals,
@@ -144,7 +141,7 @@ def log_what_the_model_learned(run_id: str, learned: Learned, prefix: str = "lea
     under ``model/``, which ``runs:/<id>/model`` would mix into the logged model's files."""
     import mlflow
 
-    from sparkml_template.plots import save_feature_importances
+    from sparkml_template.yours.charts import save_feature_importances
 
     tracking.log_series(
         run_id, {"training_loss": learned.training_loss, "validation_loss": learned.validation_loss}

@@ -14,20 +14,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from sparkml_template.data import (
-    DataSource,
-    content_digest,
-    is_table_name,
-    read_for_passes,
-    resolve_source,
-)
+from sparkml_template.contract.dataset import DataSource
+from sparkml_template.contract.names import PREDICTION, PROBABILITY
+from sparkml_template.dataset.sources import content_digest, is_table_name, resolve_source
 from sparkml_template.errors import UserError
-from sparkml_template.pipeline import PREDICTION, PROBABILITY
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.session import is_connect_session
 from sparkml_template.workflows.models import load_model, newest_model_uri
 from sparkml_template.workflows.registry import ResolvedModel, resolve_model_uri
+from sparkml_template.yours.data import read_for_passes
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel

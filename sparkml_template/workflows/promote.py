@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sparkml_template.data import CLASSIFICATION, DataSource, resolve_source
+from sparkml_template.contract.dataset import DataSource
+from sparkml_template.contract.fitted import model_labels, model_task
+from sparkml_template.contract.gates import Gate, check_gate
+from sparkml_template.contract.names import CLASSIFICATION
+from sparkml_template.dataset.sources import resolve_source
 from sparkml_template.errors import UserError
-from sparkml_template.metrics import GATES, Gate, Report, check_gate
-from sparkml_template.pipeline import model_labels, model_task
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.workflows.models import load_model, log_evaluation_artifacts, score_labelled
@@ -26,6 +28,7 @@ from sparkml_template.workflows.registry import (
     resolve_model_uri,
     set_champion,
 )
+from sparkml_template.yours.scoring import GATES, Report, validation_thresholds
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -183,5 +186,6 @@ def run_promotion(
     MlflowClient().set_model_version_tag(name, cand_version, "promotion.decision", decision.outcome)
     if decision.moves_champion:
         set_champion(name, cand_version)
-    check_gate(reports["candidate"], params[gate.min_param])
+    candidate = reports["candidate"]
+    check_gate(candidate.metrics, validation_thresholds(candidate.task, params))
     return decision

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
-    from sparkml_template.metrics import Report
+    from sparkml_template.yours.scoring import Report
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"

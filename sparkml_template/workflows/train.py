@@ -10,39 +10,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sparkml_template import plots
-from sparkml_template.data import (
-    COUNTED_FROM_FOOTERS,
-    MAX_CATEGORIES,
-    DatasetProfile,
-    DataSource,
-    content_digest,
-    profile_dataset,
-    read_for_passes,
-    resolve_source,
-    split_labelled,
-)
+from sparkml_template.contract.dataset import COUNTED_FROM_FOOTERS, DatasetProfile, DataSource
+from sparkml_template.contract.estimator_spec import check_values, choose, described
+from sparkml_template.contract.figures import preload as preload_figures
+from sparkml_template.contract.fitted import Learned, inference_model
+from sparkml_template.contract.names import PREDICTION, prediction_type
+from sparkml_template.dataset.sources import content_digest, resolve_source
+from sparkml_template.dataset.validation import MAX_CATEGORIES, profile_dataset
 from sparkml_template.errors import UserError
-from sparkml_template.metrics import (
-    Learned,
-    Report,
-    evaluate_model_output,
-    what_the_model_learned,
-)
+from sparkml_template.observability.learned import what_the_model_learned
 from sparkml_template.observability.partitions import data_partitions, record_partitions
-from sparkml_template.pipeline import (
-    PREDICTION,
-    build_pipeline,
-    check_estimator_params,
-    inference_model,
-    prediction_type,
-    used_params,
-)
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.params import check_training_params
 from sparkml_template.workflows.models import log_what_the_model_learned
 from sparkml_template.workflows.registry import register_training_run
+from sparkml_template.yours.data import read_for_passes, split_labelled
+from sparkml_template.yours.estimators import ESTIMATORS
+from sparkml_template.yours.pipeline import build_pipeline
+from sparkml_template.yours.scoring import Report, evaluate_model_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,7 +40,8 @@ if TYPE_CHECKING:
 def prepare_training(params: dict[str, Any]) -> DataSource:
     """Checks that need no Spark: hyper-parameter ranges and that local data exists."""
     check_training_params(params)
-    check_estimator_params(params)
+    choose(ESTIMATORS, params["estimator"])
+    check_values(ESTIMATORS, params)
     return resolve_source(params["data"])
 
 
@@ -109,7 +96,7 @@ def fit_and_score(
     fraction = params["testFraction"]
     train, test = split_labelled(raw, label, fraction, params["seed"])
     pipeline = build_pipeline(profile, label, params)
-    with say.phase("fit", describe_estimator(pipeline)):
+    with say.phase("fit", describe_estimator(pipeline, params["estimator"])):
         model = inference_model(pipeline.fit(train))
     with say.phase("evaluate", "the held-out split") as phase:
         report = evaluate_model_output(model.transform(test), label, profile.task, profile.labels)
@@ -137,18 +124,12 @@ def describe_profile(profile: DatasetProfile, label: str) -> str:
     )
 
 
-def describe_estimator(pipeline: Pipeline) -> str:
+def describe_estimator(pipeline: Pipeline, name: str) -> str:
     """The estimator stage and the hyper-parameters set on it ("LogisticRegression regParam=…")."""
     from pyspark.ml import Estimator
 
     estimator = next(s for s in reversed(pipeline.getStages()) if isinstance(s, Estimator))
-    keys = ("regParam", "elasticNetParam", "maxIter", "numTrees", "maxDepth")
-    values = [
-        f"{k}={estimator.getOrDefault(k):g}"
-        for k in keys
-        if estimator.hasParam(k) and estimator.isSet(k)
-    ]
-    return " ".join([type(estimator).__name__, *values])
+    return described(estimator, choose(ESTIMATORS, name))
 
 
 def describe_report(report: Report) -> str:
@@ -207,7 +188,7 @@ def model_example(fitted: Fitted) -> pd.DataFrame:
     Taken from the start of the input, where Spark stops reading after the first five rows:
     the least work of any choice of rows. The model is not run on them: the signature's output
     type is known from the pipeline (``prediction_type``), and scoring five rows through the
-    whole pipeline cost a Spark job of ~0.5 s per run (docs/performance.md). Dates are given as
+    whole pipeline cost a Spark job per run (docs/performance.md). Dates are given as
     ISO strings, as a CSV or JSON client sends them.
     """
     import pandas as pd
@@ -263,10 +244,10 @@ def serving_signature(fitted: Fitted) -> ModelSignature:
 
 def _preload_for_logging() -> None:
     """Work the charts and the model's logging would do on the critical path, done while Spark
-    fits: MLflow's installed-package map and the matplotlib import (~2.5 s on 2 cores)."""
+    fits: MLflow's installed-package map and the matplotlib import."""
     tracking.preload_requirement_check()
     with contextlib.suppress(Exception):
-        plots.preload()
+        preload_figures()
 
 
 def run_training(
@@ -305,7 +286,7 @@ def run_training(
         tags={
             tracking.MODEL_TAG: tracking.MODEL_ARTIFACT_PATH,
             "estimator": params["estimator"],
-            "estimator.params": ",".join(used_params(params["estimator"])),
+            "estimator.params": ",".join(choose(ESTIMATORS, params["estimator"]).used_params),
             **profile_tags(profile),
         },
         rows=int(metrics["train_rows"]),

@@ -1,6 +1,6 @@
-"""The ``tune`` workflow, hyper-parameter tuning: the estimator's grid from
-``pipeline.ESTIMATORS`` (for ``linear``, regParam × elasticNetParam as given), searched with
-Spark's own CrossValidator (numFolds >= 2) or TrainValidationSplit (numFolds = 1),
+"""The ``tune`` workflow, hyper-parameter tuning: the estimator's grid from its entry in
+``yours/estimators.py`` (a parameter given as a comma-separated string replaces its values),
+searched with Spark's own CrossValidator (numFolds >= 2) or TrainValidationSplit (numFolds = 1),
 ``parallelism`` models at a time, on the task's gate metric (accuracy or r2).
 
 The search sees only the training split (same ``testFraction`` and ``seed`` as ``train``); the
@@ -17,28 +17,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparkml_template.data import (
-    CLASSIFICATION,
-    DataSource,
-    profile_dataset,
-    read_source,
-    resolve_source,
-    split_labelled,
+from sparkml_template.contract.dataset import DataSource
+from sparkml_template.contract.estimator_spec import (
+    Estimator,
+    HyperParam,
+    check_values,
+    choose,
+    grid_strings,
+    parse_grid,
 )
-from sparkml_template.errors import UserError
-from sparkml_template.metrics import GATES
-from sparkml_template.pipeline import (
+from sparkml_template.contract.figures import new_figure
+from sparkml_template.contract.names import (
+    CLASSIFICATION,
     LABEL_INDEX,
     LABEL_VALUE,
     PREDICTION,
     PREDICTION_INDEX,
-    build_pipeline,
-    check_estimator_params,
-    estimator_stage,
-    parse_grid,
-    tuning_grid,
 )
-from sparkml_template.plots import new_figure
+from sparkml_template.dataset.sources import resolve_source
+from sparkml_template.dataset.validation import profile_dataset
+from sparkml_template.errors import UserError
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.params import check_training_params
@@ -48,6 +46,10 @@ from sparkml_template.workflows.train import (
     announce_profile,
     run_training,
 )
+from sparkml_template.yours.data import read_source, split_labelled
+from sparkml_template.yours.estimators import ESTIMATORS
+from sparkml_template.yours.pipeline import build_pipeline
+from sparkml_template.yours.scoring import GATES
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -73,22 +75,28 @@ def cv_metric(task: str) -> str:
 
 
 CV_METRIC = cv_metric(CLASSIFICATION)  # the classification search's metric name
-TUNE_STRING_PARAMS = ("regParam", "elasticNetParam")  # grids in MLproject's tune entry point
 
 
 def prepare_tuning(params: dict[str, Any]) -> TuningPlan:
-    """Parse the grid and range-check every value with train's own checks (no Spark yet)."""
-    check_estimator_params(params)
-    grid = tuning_grid(params["estimator"], params)
+    """Parse the grid and range-check every value with train's own checks (no Spark yet).
+
+    Hyper-parameters given as comma-separated strings (MLproject's tune regParam and
+    elasticNetParam) that the estimator does not search are fixed at their first value; left
+    empty, they take the estimator's grid (or, outside it, the table's default).
+    """
+    entry = choose(ESTIMATORS, params["estimator"])
+    grid = entry.tuning_grid(params)
     fixed = {
-        name: parse_grid(name, value)[0]
-        for name, value in params.items()
-        if name in TUNE_STRING_PARAMS and name not in grid
+        name: parse_grid(name, params[name])[0]
+        for name in grid_strings(ESTIMATORS, params)
+        if name not in grid
     }
+    numeric = {**_table_defaults(entry, params), **fixed}
     for name, values in grid.items():
         for value in values:
             first = {n: v[0] for n, v in grid.items()}
-            check_training_params({**params, **fixed, **first, name: value})
+            check_values(ESTIMATORS, {**numeric, **first, name: value})
+    check_training_params(params)
     if params["numFolds"] < 1:
         raise UserError(
             f"numFolds must be >= 1 (1: TrainValidationSplit), got {params['numFolds']}"
@@ -96,6 +104,16 @@ def prepare_tuning(params: dict[str, Any]) -> TuningPlan:
     if params["parallelism"] < 1:
         raise UserError(f"parallelism must be >= 1, got {params['parallelism']}")
     return TuningPlan(resolve_source(params["data"]), grid, fixed)
+
+
+def _table_defaults(entry: Estimator, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with every hyper-parameter of ``entry`` that tune takes as a string (a grid)
+    set to the table's default, so that the refit and the checks see numbers."""
+    numbers = dict(params)
+    for param in entry.params:
+        if isinstance(params.get(param.name), str):
+            numbers[param.name] = param.default
+    return numbers
 
 
 def search_grid(
@@ -114,12 +132,16 @@ def search_grid(
     announce_profile(profile)
     # The same split as train's (same data, fraction and seed): the test rows stay unseen.
     train, _ = split_labelled(raw, label, fraction, params["seed"])
-    first = {n: _typed(n, v[0], params) for n, v in plan.grid.items()}
-    pipeline = build_pipeline(profile, label, {**params, **plan.fixed, **first})
-    estimator = estimator_stage(pipeline, params["estimator"], profile.task)
+    first = {n: v[0] for n, v in plan.grid.items()}
+    entry = choose(ESTIMATORS, params["estimator"])
+    values = {**_table_defaults(entry, params), **plan.fixed, **first}
+    pipeline = build_pipeline(profile, label, values)
+    spark_class = entry.spark_class(profile.task)
+    estimator = next(s for s in pipeline.getStages() if isinstance(s, spark_class))
     builder = ParamGridBuilder()
     for name, values in plan.grid.items():
-        builder.addGrid(estimator.getParam(name), [_typed(name, v, params) for v in values])
+        spark_param = estimator.getParam(_spec(entry, name).spark)
+        builder.addGrid(spark_param, [_typed(entry, name, v) for v in values])
     maps = builder.build()
     gate = GATES[profile.task]
     if profile.task == CLASSIFICATION:
@@ -146,7 +168,10 @@ def search_grid(
         scores, stds = fitted.validationMetrics, []
     rows = []
     for i, param_map in enumerate(maps):
-        row = {name: float(param_map[estimator.getParam(name)]) for name in plan.grid}
+        row = {
+            name: float(param_map[estimator.getParam(_spec(entry, name).spark)])
+            for name in plan.grid
+        }
         row[metric] = float(scores[i])
         if stds:
             row[f"{metric}_std"] = float(stds[i])
@@ -154,9 +179,13 @@ def search_grid(
     return rows, Validated(raw, profile)
 
 
-def _typed(name: str, value: float, params: dict[str, Any]) -> Any:
+def _spec(entry: Estimator, name: str) -> HyperParam:
+    return next(p for p in entry.params if p.name == name)
+
+
+def _typed(entry: Estimator, name: str, value: float) -> Any:
     """A grid value as Spark's param wants it: int for the int parameters (numTrees, ...)."""
-    return int(value) if isinstance(params.get(name), int) else float(value)
+    return _spec(entry, name).type(value)
 
 
 def save_grid_plot(rows: list[dict[str, float]], grid: list[str], path: Path) -> Path:
@@ -234,10 +263,10 @@ def run_tuning(
         phase.done(f"best {metric} {best_row[metric]:.4f}")
     grid = list(plan.grid)
     best = log_search(run_id, rows, grid)
-    chosen = {n: _typed(n, best[n], params) for n in grid}
+    entry = choose(ESTIMATORS, params["estimator"])
+    chosen = {n: _typed(entry, n, best[n]) for n in grid}
+    values = {**_table_defaults(entry, params), **plan.fixed, **chosen}
     try:  # the refit reuses the search's cached data and its validation: one read, one check
-        return run_training(
-            spark, {**params, **plan.fixed, **chosen}, plan.source, run_id, validated
-        )
+        return run_training(spark, values, plan.source, run_id, validated)
     finally:
         validated.data.unpersist()

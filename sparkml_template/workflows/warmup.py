@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sparkml_template.data import resolve_source
+from sparkml_template.dataset.sources import resolve_source
 from sparkml_template.observability.capture import TaskCapture
 from sparkml_template.runtime import jvm_cache
 from sparkml_template.runtime.params import parse_params

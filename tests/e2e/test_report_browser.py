@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
+from sparkml_template.contract.figures import new_figure
 from sparkml_template.observability.report import render
 from sparkml_template.observability.summary import RunSummary, where_to_look
-from sparkml_template.plots import new_figure
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = (

@@ -5,17 +5,11 @@ from __future__ import annotations
 import pytest
 
 from sparkml_template import PROJECT_ROOT
-from sparkml_template.data import (
-    DataSource,
-    content_digest,
-    profile_dataset,
-    read_for_passes,
-    read_source,
-    resolve_source,
-    split_features,
-    split_labelled,
-)
+from sparkml_template.contract.dataset import DataSource
+from sparkml_template.dataset.sources import content_digest, resolve_source
+from sparkml_template.dataset.validation import profile_dataset, split_features
 from sparkml_template.errors import UserError
+from sparkml_template.yours.data import read_for_passes, read_source, split_labelled
 
 
 def test_shipped_data_resolves_from_any_directory(tmp_path, monkeypatch):

@@ -7,7 +7,11 @@ import math
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from sparkml_template.metrics import evaluate_predictions, report_from_counts, roc_from_histogram
+from sparkml_template.yours.scoring import (
+    evaluate_predictions,
+    report_from_counts,
+    roc_from_histogram,
+)
 
 
 def test_report_from_counts_handles_unseen_classes():
@@ -33,8 +37,9 @@ def test_roc_from_histogram_matches_sklearn():
 
 
 def _trained_predictions(spark, rows, schema, label):
-    from sparkml_template.data import profile_dataset
-    from sparkml_template.pipeline import build_pipeline, inference_model
+    from sparkml_template.contract.fitted import inference_model
+    from sparkml_template.dataset.validation import profile_dataset
+    from sparkml_template.yours.pipeline import build_pipeline
 
     df = spark.createDataFrame(rows, schema)
     profile = profile_dataset(df, label)
@@ -49,8 +54,10 @@ def test_binary_metrics_match_sklearn_and_spark(spark):
         MulticlassClassificationEvaluator,
     )
 
-    from sparkml_template.data import profile_dataset, read_source, resolve_source
-    from sparkml_template.pipeline import build_pipeline
+    from sparkml_template.dataset.sources import resolve_source
+    from sparkml_template.dataset.validation import profile_dataset
+    from sparkml_template.yours.data import read_source
+    from sparkml_template.yours.pipeline import build_pipeline
 
     df = read_source(spark, resolve_source("data/breast_cancer.csv"))
     profile = profile_dataset(df, "diagnosis")
@@ -114,7 +121,7 @@ def test_binary_label_trains_a_binary_model(spark):
 
 
 def test_regression_metrics_from_sums_match_their_definitions():
-    from sparkml_template.metrics import regression_metrics
+    from sparkml_template.yours.scoring import regression_metrics
 
     actual, predicted = [1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.5, 5.0]
     errors = [p - a for a, p in zip(actual, predicted, strict=True)]
@@ -133,8 +140,9 @@ def test_regression_metrics_from_sums_match_their_definitions():
 
 
 def test_the_regression_gate_names_r2_and_min_r2():
+    from sparkml_template.contract.gates import check_gate
     from sparkml_template.errors import QualityGateError
-    from sparkml_template.metrics import RegressionReport, check_gate
+    from sparkml_template.yours.scoring import RegressionReport
 
     report = RegressionReport({"rmse": 1.0, "mae": 1.0, "r2": 0.4}, rows=10)
     check_gate(report, 0.3)

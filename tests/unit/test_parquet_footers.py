@@ -13,11 +13,8 @@ import datetime
 import pytest
 from pyspark.sql import functions as F
 
-from sparkml_template.data import (
-    COUNTED_FROM_FOOTERS,
-    COUNTED_FROM_JOB,
-    profile_dataset,
-)
+from sparkml_template.contract.dataset import COUNTED_FROM_FOOTERS, COUNTED_FROM_JOB
+from sparkml_template.dataset.validation import profile_dataset
 from sparkml_template.errors import UserError
 from sparkml_template.observability.partitions import data_partitions
 

@@ -7,15 +7,10 @@ from __future__ import annotations
 import pytest
 from pyspark.ml.feature import IndexToString, StringIndexerModel
 
-from sparkml_template.data import profile_dataset
-from sparkml_template.pipeline import (
-    LABEL_INDEX,
-    PREDICTION,
-    PROBABILITY,
-    build_pipeline,
-    inference_model,
-    model_labels,
-)
+from sparkml_template.contract.fitted import inference_model, model_labels
+from sparkml_template.contract.names import LABEL_INDEX, PREDICTION, PROBABILITY
+from sparkml_template.dataset.validation import profile_dataset
+from sparkml_template.yours.pipeline import build_pipeline
 
 PARAMS = {"regParam": 0.01, "elasticNetParam": 0.0, "maxIter": 20}
 ROWS = [(float(i % 7), "red" if i % 3 else "blue", 7 if i % 2 else 3) for i in range(40)]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from sparkml_template.data import (
+from sparkml_template.contract.names import CLASSIFICATION, REGRESSION
+from sparkml_template.dataset.validation import (
     AUTO_MAX_CLASSES,
-    CLASSIFICATION,
     MAX_CATEGORIES,
     MAX_CLASSES,
-    REGRESSION,
     profile_dataset,
     split_features,
 )

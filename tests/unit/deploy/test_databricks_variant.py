@@ -181,7 +181,8 @@ def test_on_databricks_the_active_session_is_reused_without_findspark(spark, mon
 
 
 def test_dbfs_and_table_inputs_are_read_as_given(spark):
-    from sparkml_template.data import read_source, resolve_source
+    from sparkml_template.dataset.sources import resolve_source
+    from sparkml_template.yours.data import read_source
 
     assert resolve_source("dbfs:/mnt/data/cancer.csv").format == "csv"
     assert resolve_source("dbfs:/mnt/data/cancer.csv").uri == "dbfs:/mnt/data/cancer.csv"

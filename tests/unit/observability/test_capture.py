@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import only_run
 
-from sparkml_template.data import profile_dataset
+from sparkml_template.dataset.validation import profile_dataset
 from sparkml_template.errors import UserError
 from sparkml_template.observability.capture import SOURCE_TAG, TaskCapture
 from sparkml_template.observability.partitions import (

@@ -111,10 +111,6 @@ def test_unknown_parameter_lists_the_valid_ones():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"regParam": -0.1}, "regParam must be >= 0"),
-        ({"elasticNetParam": 1.5}, "elasticNetParam must be in [0, 1]"),
-        ({"elasticNetParam": -0.5}, "elasticNetParam must be in [0, 1]"),
-        ({"maxIter": 0}, "maxIter must be >= 1"),
         ({"testFraction": 0.0}, "testFraction must be in (0, 1)"),
         ({"testFraction": 1.0}, "testFraction must be in (0, 1)"),
     ],

@@ -177,15 +177,17 @@ def test_bad_input_is_one_line_exit_2_and_a_failed_run(datasets, tracking, capsy
 
 
 def test_an_estimator_added_to_the_table_tunes_and_serves(datasets, tracking, monkeypatch):
-    from sparkml_template.data import CLASSIFICATION, REGRESSION
-    from sparkml_template.pipeline import ESTIMATORS, Estimator
+    from sparkml_template.contract.estimator_spec import Estimator
+    from sparkml_template.contract.names import CLASSIFICATION, REGRESSION
+    from sparkml_template.yours.estimators import ESTIMATORS, MAX_DEPTH
 
     tree = Estimator(
         classes={
             CLASSIFICATION: "pyspark.ml.classification.DecisionTreeClassifier",
             REGRESSION: "pyspark.ml.regression.DecisionTreeRegressor",
         },
-        params=("maxDepth", "seed"),
+        params=(MAX_DEPTH,),
+        shared=("seed",),
         grid={"maxDepth": [2, 4]},
     )
     monkeypatch.setitem(ESTIMATORS, "tree", tree)
@@ -213,7 +215,7 @@ def test_every_task_and_estimator_trains_evaluates_tunes_promotes_predicts_and_s
     text, date and id columns; the model it promotes scores rows as pd.read_csv gives them."""
     import dataclasses
 
-    from sparkml_template.pipeline import ESTIMATORS
+    from sparkml_template.yours.estimators import ESTIMATORS
 
     dataset, label = TASK_DATA[task]
     data, name = str(datasets[dataset]), f"{task}_{estimator}"

@@ -186,7 +186,7 @@ def test_decision_rule(candidate, champion, minimum, margin, outcome):
 
 
 def test_the_regression_rule_uses_r2_and_min_r2():
-    from sparkml_template.metrics import GATES
+    from sparkml_template.yours.scoring import GATES
 
     gate = GATES["regression"]
     assert decide(-0.2, None, 0.0, 0.0, gate).reason == "r2 -0.2000 < minR2 0.0"

@@ -12,6 +12,7 @@ from lifecycle_support import module_tracking, newest_run, run_script
 from sparkml_template.errors import UserError
 from sparkml_template.runtime.params import parse_params
 from sparkml_template.workflows.tune import CV_METRIC, parse_grid, prepare_tuning
+from sparkml_template.yours.estimators import ESTIMATORS
 
 NAME = "bc_tuned"
 
@@ -32,13 +33,23 @@ def test_grid_parsing():
     assert parse_grid("regParam", " 0.1, 0.0,0.1 ,") == [0.1, 0.0]
     defaults, _ = parse_params("tune", [])
     plan = prepare_tuning(defaults)
+    assert plan.grid == ESTIMATORS["linear"].grid  # tune's empty defaults: the table's grid
     assert plan.size == len(plan.grid["regParam"]) * len(plan.grid["elasticNetParam"]) > 1
+    given, _ = parse_params("tune", ["--regParam", "0.5,0.2"])
+    assert prepare_tuning(given).grid["regParam"] == [0.5, 0.2]
+
+
+def test_a_grid_string_the_estimator_does_not_search_is_fixed_at_its_first_value():
+    params, _ = parse_params("tune", ["--estimator", "random_forest", "--regParam", "0.3,0.1"])
+    plan = prepare_tuning(params)
+    assert plan.fixed == {"regParam": 0.3}
+    assert plan.grid == ESTIMATORS["random_forest"].grid
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--regParam", ""], "regParam grid is empty"),
+        (["--regParam", ","], "regParam grid is empty"),
         (["--elasticNetParam", " , "], "elasticNetParam grid is empty"),
         (["--regParam", "0.1,abc"], "regParam grid value 'abc' is not a number"),
         (["--regParam", "0.1,nan"], "regParam grid value 'nan' is not a finite number"),

@@ -134,7 +134,7 @@ def test_tree_ensembles_log_importances_and_gbt_its_held_out_loss(
 def test_a_model_of_unknown_shape_gives_one_warning_and_nothing_else(spark):
     from pyspark.ml import PipelineModel
 
-    from sparkml_template.metrics import what_the_model_learned
+    from sparkml_template.observability.learned import what_the_model_learned
 
     lines: list[str] = []
     learned = what_the_model_learned(PipelineModel([]), None, "y", warn=lines.append)

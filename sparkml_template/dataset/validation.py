@@ -1,176 +1,38 @@
-"""Reading a labelled dataset by path, URI or table name, and refusing data a model can't use.
+"""Refusing data a model can't use, and describing the rest, in one Spark job.
 
-Validation is one Spark job: a group-by on partition and label that counts rows and non-null
-values of every feature, the label's range and each string column's distinct values. Its result
-decides the task and the pipeline's shape (label order, which columns need imputing, which
-string columns are left out), so nothing is scanned twice. What reaches the driver is bounded
-(``MAX_CLASSES``), whatever the label holds. For a bare scan of local Parquet files whose
-footers answer the same questions (a regression on columns with no text), no job runs: rows,
-nulls and the label's range come from the footers (``parquet_footers``).
+Validation is a group-by on partition and label that counts rows and non-null values of every
+feature, the label's range and each string column's distinct values. Its result decides the task
+and the pipeline's shape (label order, which columns need imputing, which string columns are
+left out), so nothing is scanned twice. What reaches the driver is bounded (``MAX_CLASSES``),
+whatever the label holds. For a bare scan of local Parquet files whose footers answer the same
+questions (a regression on columns with no text), no job runs: rows, nulls and the label's range
+come from the footers (``dataset/footers.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
-from sparkml_template import PROJECT_ROOT
+from sparkml_template.contract.dataset import (
+    COUNTED_FROM_FOOTERS,
+    DatasetProfile,
+    PartitionCount,
+)
+from sparkml_template.contract.names import AUTO, CLASSIFICATION, REGRESSION, TASKS
+from sparkml_template.dataset.footers import footer_counts
 from sparkml_template.errors import UserError
-from sparkml_template.parquet_footers import footer_counts
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
     from pyspark.sql.types import StructType
 
-# What a file name ends with, as opposed to a table name (`catalog.db.table` has dots too).
-FILE_SUFFIXES = (
-    ".csv", ".tsv", ".txt", ".gz", ".parquet", ".pq", ".json", ".orc", ".avro", ".out",
-)  # fmt: skip
-_TABLE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*){0,2}$")
-
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-AUTO = "auto"
-TASKS = (AUTO, CLASSIFICATION, REGRESSION)
 # task=auto takes an integer-valued numeric label with at most this many values as classes.
 AUTO_MAX_CLASSES = 20
 # task=classification refuses a label with more classes than this (a typo'd label, an id).
 MAX_CLASSES = 100
 # A string feature with more distinct values than this (an id, a name) is left out, not encoded.
 MAX_CATEGORIES = 100
-# How the validation counted rows and nulls (the run's `data.counted_from` tag).
-COUNTED_FROM_JOB = "validation job"
-COUNTED_FROM_FOOTERS = "parquet footers"
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """Where a dataset comes from: a file/directory URI (with its format) or a table name."""
-
-    uri: str
-    format: str  # "csv", "parquet" or "table"
-    local_path: Path | None = None
-
-
-@dataclass(frozen=True)
-class PartitionCount:
-    """Rows of one label class (None: no label) in one partition, and their null feature cells."""
-
-    partition_id: int
-    label: str | None
-    rows: int
-    null_feature_cells: int
-
-
-@dataclass
-class DatasetProfile:
-    """What the validation job found: sizes, the task, label classes, per-feature null counts."""
-
-    rows: int
-    label_counts: dict[str, int]
-    null_label_rows: int
-    numeric_features: list[str]
-    categorical_features: list[str]
-    non_null: dict[str, int] = field(default_factory=dict)
-    partitions: list[PartitionCount] = field(default_factory=list)
-    num_partitions: int = 0
-    task: str = CLASSIFICATION
-    task_reason: str = ""
-    date_features: list[str] = field(default_factory=list)  # dates and timestamps
-    timestamp_features: list[str] = field(default_factory=list)  # the timestamps among them
-    label_min: float | None = None  # numeric labels only
-    label_max: float | None = None
-    left_out: dict[str, int] = field(default_factory=dict)  # string columns with too many values
-    counted_from: str = COUNTED_FROM_JOB  # how rows and nulls were counted
-
-    @property
-    def labels(self) -> list[str]:
-        """Classes in StringIndexer's frequencyDesc order (ties alphabetical)."""
-        return sorted(self.label_counts, key=lambda k: (-self.label_counts[k], k))
-
-    @property
-    def labelled_rows(self) -> int:
-        return self.rows - self.null_label_rows
-
-    @property
-    def features(self) -> list[str]:
-        """The input columns the model reads, as the data names them."""
-        return self.numeric_features + self.date_features + self.categorical_features
-
-    def columns_with_nulls(self, columns: list[str]) -> list[str]:
-        labelled = self.labelled_rows
-        return [c for c in columns if self.non_null.get(c, labelled) < labelled]
-
-
-def _format_from_name(name: str) -> str:
-    lowered = name.lower().rstrip("/")
-    if lowered.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
-        return "csv"
-    return "parquet"
-
-
-def is_table_name(name: str, qualified: bool = False) -> bool:
-    """``table``, ``db.table`` or ``catalog.db.table`` (``qualified``: a dot at least), not a file.
-
-    A name ending in a file suffix (``scores.parquet``) is a path, whatever its dots.
-    """
-    if not _TABLE_NAME.match(name) or name.lower().endswith(FILE_SUFFIXES):
-        return False
-    return "." in name or not qualified
-
-
-def resolve_source(uri: str) -> DataSource:
-    """Decide what ``data`` names. Relative paths are tried against the working directory, then
-    the project root (so a git-URL or Databricks run still finds the shipped data)."""
-    uri = uri.strip()
-    if not uri:
-        raise UserError("data is empty: give a CSV/Parquet path or URI, or a table name")
-    scheme = urlparse(uri).scheme
-    if scheme and len(scheme) > 1 and scheme != "file":
-        return DataSource(uri, _format_from_name(uri))
-    path = Path(urlparse(uri).path if scheme == "file" else uri).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, PROJECT_ROOT / path]
-    for candidate in candidates:
-        if candidate.exists():
-            fmt = _format_from_name(candidate.name)
-            if candidate.is_dir() and any(candidate.glob("*.csv")):
-                fmt = "csv"
-            return DataSource(str(candidate.resolve()), fmt, candidate.resolve())
-    if not scheme and is_table_name(uri):
-        return DataSource(uri, "table")
-    raise UserError(f"data not found: {uri} (looked in {Path.cwd()} and {PROJECT_ROOT})")
-
-
-def read_source(spark: SparkSession, source: DataSource) -> DataFrame:
-    """Read ``source`` into a DataFrame, turning Spark's missing-path errors into one line."""
-    from pyspark.errors import AnalysisException
-
-    try:
-        if source.format == "table":
-            return spark.table(source.uri)
-        if source.format == "csv":
-            sep = "\t" if source.uri.lower().endswith(".tsv") else ","
-            return spark.read.csv(source.uri, header=True, inferSchema=True, sep=sep)
-        return spark.read.parquet(source.uri)
-    except AnalysisException as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"cannot read {source.uri}: {first}") from None
-
-
-def read_for_passes(spark: SparkSession, source: DataSource) -> DataFrame:
-    """Read ``source`` for a run that passes over it several times (validate, fit, score).
-
-    CSV is cached: parsing text again on every pass costs more than keeping the rows. Columnar
-    sources (Parquet, tables) are re-read instead: caching them costs more than the re-reads it
-    saves (docs/performance.md).
-    """
-    df = read_source(spark, source)
-    return df.cache() if source.format == "csv" else df
 
 
 def parse_columns(text: str) -> list[str]:
@@ -236,7 +98,8 @@ def split_features(
         else:
             raise UserError(
                 f"feature column {name!r} has type {dtype.simpleString()}, which the pipeline "
-                "does not encode; leave it out with excludeColumns or convert it (see pipeline.py)"
+                "does not encode; leave it out with excludeColumns or convert it "
+                "(see sparkml_template/yours/pipeline.py)"
             )
     return FeatureColumns(numeric, categorical, dates, timestamps)
 
@@ -493,46 +356,6 @@ def _check_profile(profile: DatasetProfile, label: str) -> None:
     if not profile.features:
         raise UserError(
             "no feature column left: every string column has too many values "
-            f"({', '.join(profile.left_out)}); see MAX_CATEGORIES in data.py"
+            f"({', '.join(profile.left_out)}); see MAX_CATEGORIES in "
+            "sparkml_template/dataset/validation.py"
         )
-
-
-def split_labelled(
-    df: DataFrame, label: str, test_fraction: float, seed: int
-) -> tuple[DataFrame, DataFrame]:
-    """The rows with a label, split at random into (train, test); the same seed, the same split.
-
-    ``DataFrame.randomSplit`` sorts every partition by all its columns before sampling, so
-    that a recomputed partition whose row order changed (after a shuffle) samples the same
-    rows. Here the input has just been read from files or a table, whose partitions come back
-    in the same order on every read, so one uniform draw per row, compared with the fraction,
-    gives the same guarantee without the sort, which fit and scoring would each pay on every
-    pass over a split (docs/performance.md). Train and test use the same draw (same seed, same
-    partition, same position), so they are disjoint and together hold every labelled row.
-    """
-    from pyspark.sql import functions as F
-
-    labelled = df.where(F.col(label).isNotNull())
-    draw = F.rand(seed)
-    return labelled.where(draw >= test_fraction), labelled.where(draw < test_fraction)
-
-
-def content_digest(source: DataSource) -> str | None:
-    """A content hash of a local file or directory (None for remote data and tables).
-
-    MLflow's own Spark digest hashes the query plan, which does not change when the file's
-    contents do; this one does.
-    """
-    if source.local_path is None:
-        return None
-    root = source.local_path
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    digest = hashlib.sha256()
-    for path in files:
-        if root.is_dir() and path.name.startswith((".", "_")):
-            continue  # Spark's .crc and _SUCCESS files
-        digest.update(os.fsencode(path.relative_to(root) if root.is_dir() else path.name))
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]

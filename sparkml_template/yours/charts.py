@@ -1,31 +1,18 @@
-"""PNG charts of an evaluation, drawn with matplotlib's object API (no pyplot global state)."""
+"""Yours: the PNG charts an evaluation logs. Edit or add charts here; each takes a report (or what
+the model learned) and a path, and returns the path it wrote.
+
+Drawn on ``contract.figures.new_figure`` (matplotlib's object API, no pyplot global state).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sparkml_template.metrics import (
-    TOP_IMPORTANCES,
-    ClassificationReport,
-    Learned,
-    RegressionReport,
-)
+from sparkml_template.contract.figures import new_figure
+from sparkml_template.contract.fitted import Learned
+from sparkml_template.yours.scoring import ClassificationReport, RegressionReport
 
-
-def preload() -> None:
-    """Import matplotlib's figure and Agg canvas ahead of the first chart (about a second on
-    2 cores): train calls it in a thread while Spark fits."""
-    import matplotlib.backends.backend_agg
-    import matplotlib.figure  # noqa: F401
-
-
-def new_figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
+TOP_IMPORTANCES = 20  # bars in the feature importance chart
 
 
 def save_confusion_matrix(report: ClassificationReport, path: Path) -> Path:
