@@ -9,7 +9,6 @@ on Databricks or in a notebook, the active one reused untouched. A Spark Connect
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import re
 import shutil
@@ -22,6 +21,12 @@ from typing import TYPE_CHECKING
 
 from sparkml_template.errors import UserError
 from sparkml_template.runtime.console import stderr_is_terminal
+from sparkml_template.runtime.driver_death import quiet_lost_driver
+from sparkml_template.runtime.driver_memory import (
+    default_driver_memory,
+    driver_memory_is_set,
+    machine_memory_bytes,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -31,10 +36,6 @@ LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 LOOPBACK = "127.0.0.1"
 EXECUTOR_TIMEOUT_ENV = "SPARKML_EXECUTOR_TIMEOUT"
 DEFAULT_EXECUTOR_TIMEOUT_S = 120.0
-# A local driver's heap: this share of the machine's memory, at least 1g, at most 8g.
-DRIVER_MEMORY_SHARE = 0.25
-DRIVER_MEMORY_MIN_MB = 1024
-DRIVER_MEMORY_MAX_MB = 8192
 
 
 def java_executable(env: dict[str, str] | None = None) -> str | None:
@@ -137,48 +138,6 @@ def is_local_master(master: str) -> bool:
     return master.startswith("local") or bool(
         re.match(r"spark://(127\.\d+\.\d+\.\d+|localhost)(:\d+)?$", master)
     )
-
-
-def machine_memory_bytes() -> int | None:
-    """Physical memory, or the container's cgroup limit when that is lower (None if unknown)."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit.isdigit():
-            total = min(total, int(limit))
-    except OSError:
-        pass
-    return total
-
-
-def default_driver_memory(total_bytes: int | None) -> str:
-    """``DRIVER_MEMORY_SHARE`` of ``total_bytes`` in MiB, within the floor and the cap."""
-    if not total_bytes:
-        return f"{DRIVER_MEMORY_MIN_MB}m"
-    share = int(total_bytes * DRIVER_MEMORY_SHARE) // (1 << 20)
-    return f"{max(DRIVER_MEMORY_MIN_MB, min(DRIVER_MEMORY_MAX_MB, share))}m"
-
-
-def driver_memory_is_set(env: dict[str, str] | None = None) -> bool:
-    """Whether the user already chose the driver's heap (environment, submit args, defaults)."""
-    env = os.environ if env is None else env
-    if env.get("SPARK_DRIVER_MEMORY"):
-        return True
-    submit = env.get("PYSPARK_SUBMIT_ARGS", "")
-    if "--driver-memory" in submit or "spark.driver.memory" in submit:
-        return True
-    conf_dirs = [env.get("SPARK_CONF_DIR"), env.get("SPARK_HOME") and f"{env['SPARK_HOME']}/conf"]
-    for conf_dir in filter(None, conf_dirs):
-        try:
-            text = (Path(conf_dir) / "spark-defaults.conf").read_text()
-        except OSError:
-            continue
-        if re.search(r"^\s*spark\.driver\.memory\s", text, re.MULTILINE):
-            return True
-    return False
 
 
 def session_conf(master: str, app_name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -401,68 +360,3 @@ def start_spark_in_background(
     future = pool.submit(get_spark, master, app_name, extra_conf)
     pool.shutdown(wait=False)
     return future
-
-
-def _drop_lost_driver_noise(record: logging.LogRecord) -> bool:
-    """Py4J logs a traceback on the root logger for every call a dead JVM cannot answer; the
-    runner says what happened in one line instead (``driver_death``). The socket breaks just
-    before the process can be reaped, hence the short wait."""
-    if not str(record.msg).startswith("Exception while sending command"):
-        return True
-    return _driver_exit_code(wait_s=2.0) is None
-
-
-def quiet_lost_driver() -> None:
-    """Install the filter above once (idempotent: logging keeps one copy of a filter)."""
-    logging.getLogger().addFilter(_drop_lost_driver_noise)
-
-
-class SparkDriverDiedError(UserError):
-    """The Spark driver JVM this process started is gone (out of memory, killed, crashed)."""
-
-    exit_code = 4
-
-
-def _driver_exit_code(wait_s: float = 5.0) -> int | None:
-    """The exit code of this process's driver JVM once it has exited; None while it lives.
-
-    A call that was under way when the JVM died fails before the process is reaped, so this
-    waits a few seconds for it.
-    """
-    if "pyspark" not in sys.modules:
-        return None
-    from pyspark import SparkContext
-
-    proc = getattr(SparkContext._gateway, "proc", None)
-    if proc is None:  # no JVM of ours: Databricks, Spark Connect, a notebook's
-        return None
-    try:
-        return proc.wait(timeout=wait_s)
-    except subprocess.TimeoutExpired:
-        return None
-
-
-def driver_death(exc: BaseException) -> SparkDriverDiedError | None:
-    """If ``exc`` is Py4J losing a driver JVM that has exited: one line on why and what to do."""
-    from_py4j = type(exc).__module__.startswith("py4j") or isinstance(exc, ConnectionError)
-    if not from_py4j:
-        return None
-    code = _driver_exit_code()
-    if code is None:
-        return None
-    if code == 3:  # -XX:+ExitOnOutOfMemoryError (runtime.session adds it)
-        return SparkDriverDiedError(
-            "the Spark driver ran out of memory and exited: give it more "
-            '(PYSPARK_SUBMIT_ARGS="--driver-memory 8g pyspark-shell"), or bring less data to the '
-            "driver"
-        )
-    if code in (-9, 137):
-        return SparkDriverDiedError(
-            "the Spark driver JVM was killed (SIGKILL), often by the system's out-of-memory "
-            "killer: free memory on this machine or lower --driver-memory"
-        )
-    if code < 0:
-        return SparkDriverDiedError(f"the Spark driver JVM was stopped by signal {-code}")
-    return SparkDriverDiedError(
-        f"the Spark driver JVM exited with code {code}; its own lines above say why"
-    )

@@ -12,13 +12,13 @@ from sparkml_template.dataset.sources import content_digest, resolve_source
 from sparkml_template.observability.partitions import prediction_partitions, record_partitions
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
+from sparkml_template.workflows.fitting import describe_report
 from sparkml_template.workflows.models import (
     load_model,
     log_evaluation_artifacts,
     newest_model_uri,
     score_labelled,
 )
-from sparkml_template.workflows.train import describe_report
 from sparkml_template.yours.scoring import Report, validation_thresholds
 
 if TYPE_CHECKING:

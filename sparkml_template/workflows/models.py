@@ -89,59 +89,47 @@ def score_labelled(
 
 
 def log_evaluation_artifacts(report: Report, prefix: str = "evaluation") -> None:
-    """Classification: confusion matrix and ROC curve PNGs, and the per-class report (JSON and
-    UI table). Regression: predicted-vs-actual and residuals PNGs and the metrics as JSON."""
+    """The charts of ``yours/charts.evaluation_charts`` and the report as JSON; for
+    classification also the per-class report as a UI table."""
     import mlflow
 
-    from sparkml_template.yours.charts import (
-        save_confusion_matrix,
-        save_predicted_vs_actual,
-        save_residuals,
-        save_roc_curve,
-    )
+    from sparkml_template.yours.charts import evaluation_charts
 
-    if not isinstance(report, ClassificationReport):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            save_predicted_vs_actual(report, out / "predicted_vs_actual.png")
-            save_residuals(report, out / "residuals.png")
-            summary = {"metrics": report.metrics, "rows": report.rows}
-            (out / "regression_report.json").write_text(json.dumps(summary, indent=2))
-            mlflow.log_artifacts(tmp, prefix)
-        return
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        save_confusion_matrix(report, out / "confusion_matrix.png")
-        if report.roc:
-            save_roc_curve(report, out / "roc_curve.png", positive=report.classes[1])
+    if isinstance(report, ClassificationReport):
+        name = "per_class_report.json"
         summary: dict[str, Any] = {
             "classes": report.classes,
             "confusion": report.confusion,
             "per_class": report.per_class,
             "metrics": report.metrics,
         }
-        (out / "per_class_report.json").write_text(json.dumps(summary, indent=2))
+    else:
+        name, summary = "regression_report.json", {"metrics": report.metrics, "rows": report.rows}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        evaluation_charts(report, out)
+        (out / name).write_text(json.dumps(summary, indent=2))
         mlflow.log_artifacts(tmp, prefix)
-    mlflow.log_table(
-        {
-            "class": list(report.per_class),
-            **{
-                key: [report.per_class[c][key] for c in report.per_class]
-                for key in ("precision", "recall", "f1", "support")
+    if isinstance(report, ClassificationReport):
+        mlflow.log_table(
+            {
+                "class": list(report.per_class),
+                **{
+                    key: [report.per_class[c][key] for c in report.per_class]
+                    for key in ("precision", "recall", "f1", "support")
+                },
             },
-        },
-        artifact_file=f"{prefix}/per_class_report_table.json",
-    )
+            artifact_file=f"{prefix}/per_class_report_table.json",
+        )
 
 
 def log_what_the_model_learned(run_id: str, learned: Learned, prefix: str = "learned") -> None:
     """``training_loss`` and ``validation_loss`` as step metrics; the coefficients or feature
-    importances as UI tables under ``learned/`` (and the importances as a bar chart): not
+    importances as UI tables under ``learned/`` with ``yours/charts.learned_charts``: not
     under ``model/``, which ``runs:/<id>/model`` would mix into the logged model's files."""
     import mlflow
 
-    from sparkml_template.yours.charts import save_feature_importances
+    from sparkml_template.yours.charts import learned_charts
 
     tracking.log_series(
         run_id, {"training_loss": learned.training_loss, "validation_loss": learned.validation_loss}
@@ -150,6 +138,6 @@ def log_what_the_model_learned(run_id: str, learned: Learned, prefix: str = "lea
         mlflow.log_table(learned.coefficients, artifact_file=f"{prefix}/coefficients.json")
     if learned.importances:
         mlflow.log_table(learned.importances, artifact_file=f"{prefix}/feature_importances.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            chart = save_feature_importances(learned, Path(tmp) / "feature_importances.png")
-            mlflow.log_artifact(str(chart), prefix)
+    with tempfile.TemporaryDirectory() as tmp:
+        if learned_charts(learned, Path(tmp)):
+            mlflow.log_artifacts(tmp, prefix)

@@ -30,6 +30,7 @@ from sparkml_template.runtime.connect_models import (
     check_server_runs_ml,
 )
 from sparkml_template.runtime.console import console, use_console
+from sparkml_template.runtime.driver_death import driver_death
 from sparkml_template.runtime.params import check_common_params, param_specs, parse_params
 from sparkml_template.runtime.preflight import (
     TrackingServerUnreachableError,
@@ -39,7 +40,6 @@ from sparkml_template.runtime.preflight import (
 )
 from sparkml_template.runtime.session import (
     check_java,
-    driver_death,
     is_connect_master,
     is_connect_session,
     start_spark_in_background,

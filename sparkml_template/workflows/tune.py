@@ -35,18 +35,13 @@ from sparkml_template.contract.names import (
     PREDICTION_INDEX,
 )
 from sparkml_template.dataset.sources import resolve_source
-from sparkml_template.dataset.validation import profile_dataset
 from sparkml_template.errors import UserError
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.params import check_training_params
-from sparkml_template.workflows.train import (
-    TrainingResult,
-    Validated,
-    announce_profile,
-    run_training,
-)
-from sparkml_template.yours.data import read_source, split_labelled
+from sparkml_template.workflows.fitting import Validated, read_and_validate
+from sparkml_template.workflows.train import TrainingResult, run_training
+from sparkml_template.yours.data import split_labelled
 from sparkml_template.yours.estimators import ESTIMATORS
 from sparkml_template.yours.pipeline import build_pipeline
 from sparkml_template.yours.scoring import GATES
@@ -117,19 +112,15 @@ def _table_defaults(entry: Estimator, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def search_grid(
-    spark: SparkSession, params: dict[str, Any], plan: TuningPlan
-) -> tuple[list[dict[str, float]], Validated]:
-    """Fit every combination with Spark's validator; one result row per combination, and the
-    data (cached, the caller unpersists it) with its profile, for the refit to reuse."""
+    params: dict[str, Any], plan: TuningPlan, validated: Validated
+) -> list[dict[str, float]]:
+    """Fit every combination with Spark's validator on ``validated`` data's training split; one
+    result row per combination."""
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator, RegressionEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
 
     label, fraction = params["label"], params["testFraction"]
-    raw = read_source(spark, plan.source).cache()
-    profile = profile_dataset(
-        raw, label, params["task"], params["features"], params["excludeColumns"]
-    )
-    announce_profile(profile)
+    raw, profile = validated.data, validated.profile
     # The same split as train's (same data, fraction and seed): the test rows stay unseen.
     train, _ = split_labelled(raw, label, fraction, params["seed"])
     first = {n: v[0] for n, v in plan.grid.items()}
@@ -176,7 +167,7 @@ def search_grid(
         if stds:
             row[f"{metric}_std"] = float(stds[i])
         rows.append(row)
-    return rows, Validated(raw, profile)
+    return rows
 
 
 def _spec(entry: Estimator, name: str) -> HyperParam:
@@ -254,19 +245,23 @@ def log_search(run_id: str, rows: list[dict[str, float]], grid: list[str]) -> di
 def run_tuning(
     spark: SparkSession, params: dict[str, Any], plan: TuningPlan, run_id: str
 ) -> TrainingResult:
-    """Search, log the search, then train and log (and register, if asked) the best model."""
+    """Search, log the search, then train and log (and register, if asked) the best model.
+
+    The data is read, cached and validated once: the search and the refit both use it.
+    """
     kind = "cross-validation" if params["numFolds"] >= 2 else "train-validation split"
-    with console().phase("search the grid", f"{plan.size} combinations, {kind}") as phase:
-        rows, validated = search_grid(spark, params, plan)
-        metric = next(k for k in rows[0] if k.startswith("cv_") and not k.endswith("_std"))
-        best_row = max(rows, key=lambda r: r[metric])
-        phase.done(f"best {metric} {best_row[metric]:.4f}")
-    grid = list(plan.grid)
-    best = log_search(run_id, rows, grid)
-    entry = choose(ESTIMATORS, params["estimator"])
-    chosen = {n: _typed(entry, n, best[n]) for n in grid}
-    values = {**_table_defaults(entry, params), **plan.fixed, **chosen}
-    try:  # the refit reuses the search's cached data and its validation: one read, one check
+    validated = read_and_validate(spark, params, plan.source, cache=True)
+    try:
+        with console().phase("search the grid", f"{plan.size} combinations, {kind}") as phase:
+            rows = search_grid(params, plan, validated)
+            metric = next(k for k in rows[0] if k.startswith("cv_") and not k.endswith("_std"))
+            best_row = max(rows, key=lambda r: r[metric])
+            phase.done(f"best {metric} {best_row[metric]:.4f}")
+        grid = list(plan.grid)
+        best = log_search(run_id, rows, grid)
+        entry = choose(ESTIMATORS, params["estimator"])
+        chosen = {n: _typed(entry, n, best[n]) for n in grid}
+        values = {**_table_defaults(entry, params), **plan.fixed, **chosen}
         return run_training(spark, values, plan.source, run_id, validated)
     finally:
         validated.data.unpersist()

@@ -18,8 +18,8 @@ from sparkml_template.observability.capture import TaskCapture
 from sparkml_template.runtime import jvm_cache
 from sparkml_template.runtime.params import parse_params
 from sparkml_template.runtime.session import check_java, get_spark, java_executable, locate_spark
+from sparkml_template.workflows.fitting import fit_and_score
 from sparkml_template.workflows.runner import APP_PREFIX
-from sparkml_template.workflows.train import fit_and_score
 
 WORKLOAD_FLAG = "--workload"
 

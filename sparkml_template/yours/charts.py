@@ -1,5 +1,6 @@
-"""Yours: the PNG charts an evaluation logs. Edit or add charts here; each takes a report (or what
-the model learned) and a path, and returns the path it wrote.
+"""Yours: the PNG charts a run logs. ``evaluation_charts`` and ``learned_charts`` are the hooks:
+add a chart by writing one more PNG into the folder they are given (logged under
+``evaluation/`` and ``learned/``).
 
 Drawn on ``contract.figures.new_figure`` (matplotlib's object API, no pyplot global state).
 """
@@ -10,9 +11,31 @@ from pathlib import Path
 
 from sparkml_template.contract.figures import new_figure
 from sparkml_template.contract.fitted import Learned
-from sparkml_template.yours.scoring import ClassificationReport, RegressionReport
+from sparkml_template.contract.names import CLASSIFICATION
+from sparkml_template.yours.scoring import ClassificationReport, RegressionReport, Report
 
 TOP_IMPORTANCES = 20  # bars in the feature importance chart
+
+
+def evaluation_charts(report: Report, folder: Path) -> list[Path]:
+    """The charts of an evaluation, written into ``folder``: confusion matrix and (binary) ROC
+    curve for classification, predicted-vs-actual and residuals for regression."""
+    if report.task != CLASSIFICATION:
+        return [
+            save_predicted_vs_actual(report, folder / "predicted_vs_actual.png"),
+            save_residuals(report, folder / "residuals.png"),
+        ]
+    charts = [save_confusion_matrix(report, folder / "confusion_matrix.png")]
+    if report.roc:
+        charts.append(save_roc_curve(report, folder / "roc_curve.png", report.classes[1]))
+    return charts
+
+
+def learned_charts(learned: Learned, folder: Path) -> list[Path]:
+    """The charts of what the model learned: a tree ensemble's feature importances."""
+    if not learned.importances:
+        return []
+    return [save_feature_importances(learned, folder / "feature_importances.png")]
 
 
 def save_confusion_matrix(report: ClassificationReport, path: Path) -> Path:

@@ -3,6 +3,7 @@ entry point, no two package modules with one name."""
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -89,3 +90,31 @@ def test_no_two_test_files_share_a_name():
     """pytest imports test files by basename (no packages under tests/): two alike collide."""
     names = [p.name for p in (PROJECT_ROOT / "tests").rglob("test_*.py")]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def _imports_of_yours(path: Path) -> list[tuple[str, str]]:
+    """(module, name) for every ``from sparkml_template.yours.<module> import <name>`` in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "sparkml_template.yours"
+        ):
+            module = node.module.removeprefix("sparkml_template.yours").lstrip(".")
+            found += [(module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):  # a bare module import is not a hook: report it
+            yours = [a.name for a in node.names if a.name.startswith("sparkml_template.yours")]
+            found += [(name, "import") for name in yours]
+    return found
+
+
+def test_the_machinery_calls_your_modules_only_at_the_documented_hooks():
+    from sparkml_template.yours import HOOKS
+
+    machinery = [p for p in PACKAGE.rglob("*.py") if "yours" not in p.relative_to(PACKAGE).parts]
+    used = {(p, m, n) for p in machinery for m, n in _imports_of_yours(p)}
+    assert used, "the workflows import your modules: the scan found none"
+    stray = sorted((str(p.relative_to(PACKAGE)), m, n) for p, m, n in used
+                   if n not in HOOKS.get(m, ()))  # fmt: skip
+    assert not stray, f"machinery imports from yours beyond the hooks: {stray}"
+    unused = {(m, n) for m, names in HOOKS.items() for n in names} - {(m, n) for _, m, n in used}
+    assert not unused, f"hooks no machinery calls: {sorted(unused)}"

@@ -11,10 +11,9 @@ import sys
 import pytest
 
 from sparkml_template.errors import UserError
+from sparkml_template.runtime.driver_memory import default_driver_memory, driver_memory_is_set
 from sparkml_template.runtime.session import (
     check_java,
-    default_driver_memory,
-    driver_memory_is_set,
     is_local_master,
     parse_java_major,
     session_conf,

@@ -77,7 +77,7 @@ def test_empty_grid_fails_the_run(store, capsys):
 
 
 def test_tune_logs_children_best_params_table_plot_and_registers(store, tmp_path, monkeypatch):
-    from sparkml_template.workflows import train, tune
+    from sparkml_template.workflows import fitting
 
     validated = []  # every DataFrame the run validates, through the real check
 
@@ -85,9 +85,8 @@ def test_tune_logs_children_best_params_table_plot_and_registers(store, tmp_path
         validated.append(df)
         return real(df, *args, **kwargs)
 
-    real = tune.profile_dataset
-    monkeypatch.setattr(tune, "profile_dataset", counted)
-    monkeypatch.setattr(train, "profile_dataset", counted)
+    real = fitting.profile_dataset
+    monkeypatch.setattr(fitting, "profile_dataset", counted)
     argv = ["--regParam", "0.0,1.0", "--elasticNetParam", "0.0,1.0", "--numFolds", "1"]
     code = run_script("tune", *argv, "--registeredModelName", NAME, "--master", "local[2]")
     assert code == 0
