@@ -16,7 +16,7 @@ from sparkml_template.contract.fitted import model_labels, model_task
 from sparkml_template.contract.gates import Gate, check_gate
 from sparkml_template.contract.names import CLASSIFICATION
 from sparkml_template.dataset.sources import resolve_source
-from sparkml_template.errors import UserError
+from sparkml_template.errors import QualityGateError, UserError
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.workflows.models import load_model, log_evaluation_artifacts, score_labelled
@@ -173,19 +173,27 @@ def run_promotion(
     reports = {"candidate": _score(spark, params, source, cand_model, "candidate")}
     if champ_model is not None:
         reports["champion"] = _score(spark, params, source, champ_model, "champion")
-    gate = GATES[reports["candidate"].task]
+    candidate = reports["candidate"]
+    gate = GATES[candidate.task]
     decision = decide(
-        reports["candidate"].metrics[gate.metric],
+        candidate.metrics[gate.metric],
         reports["champion"].metrics[gate.metric] if "champion" in reports else None,
         params[gate.min_param],
         params["promotionMargin"],
         gate,
     )
+    try:  # every threshold of yours/scoring, not only the primary metric's, before @champion
+        check_gate(candidate.metrics, validation_thresholds(candidate.task, params))
+        failed = None
+    except QualityGateError as exc:
+        failed = exc
+        if decision.outcome != BELOW_MINIMUM:
+            decision = Decision(BELOW_MINIMUM, str(exc))
     versions = {"candidate": cand_version, "champion": champion.version if champion else None}
     _log_comparison(run_id, name, versions, reports, decision)
     MlflowClient().set_model_version_tag(name, cand_version, "promotion.decision", decision.outcome)
     if decision.moves_champion:
         set_champion(name, cand_version)
-    candidate = reports["candidate"]
-    check_gate(candidate.metrics, validation_thresholds(candidate.task, params))
+    if failed is not None:
+        raise failed
     return decision

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from conftest import PROJECT_ROOT, VENV_BIN, mlflow_run, only_run, subprocess_env
+from conftest import (
+    PROJECT_ROOT,
+    VENV_BIN,
+    artifact_paths,
+    mlflow_run,
+    only_run,
+    subprocess_env,
+)
 from servers import free_port
 
 from sparkml_template.observability.capture import SOURCE_TAG
@@ -87,7 +94,7 @@ def test_main_run_logs_params_metrics_and_tags(main_run):
 
 def test_a_default_run_prints_no_warning_a_user_cannot_act_on(main_run):
     """No Spark/Hadoop logger warning and no netlib native-library line on a default local run;
-    the JVM's own incubator-module notice is the one line left (README: "What a run tells")."""
+    the JVM's own incubator-module notice is the one line left (docs/what-a-run-logs.md)."""
     _, _, result = main_run
     lines = result.stderr.splitlines()
     logged = [ln for ln in lines if " WARN " in ln or " ERROR " in ln]
@@ -297,10 +304,6 @@ def test_bad_input_is_one_line_and_a_failed_run(tracking, args, expected):
     assert expected in run.data.tags[ERROR_TAG]
 
 
-def _artifacts(client, run_id: str, path: str = "spark") -> set[str]:
-    return {a.path for a in client.list_artifacts(run_id, path)}
-
-
 def test_train_entry_point_logs_task_metrics_from_its_event_log(tracking, tmp_path):
     secret = "Zx9-not-for-artifacts-77"
     proc = mlflow_run(
@@ -324,10 +327,10 @@ def test_train_entry_point_logs_task_metrics_from_its_event_log(tracking, tmp_pa
     assert metrics["partition/data_rows"] == 569  # the shipped data: one partition
     assert metrics["partition/data_label_benign"] == 357
     client = tracking.client()
-    files = _artifacts(client, run.info.run_id)
+    files = artifact_paths(client, run.info.run_id)
     assert {f"spark/{n}" for n in ("tasks.csv", "timeline.png", "stage_durations.png")} <= files
     assert {"spark/tasks_table.json", "spark/stages_table.json", "spark/eventlog"} <= files
-    (log,) = _artifacts(client, run.info.run_id, "spark/eventlog")
+    (log,) = artifact_paths(client, run.info.run_id, "spark/eventlog")
     local = client.download_artifacts(run.info.run_id, log, str(tmp_path))
     text = zstandard.decompress(Path(local).read_bytes(), max_output_size=1 << 30).decode()
     assert '"spark.hadoop.fs.s3a.secret.key"' in text and secret not in text

@@ -1,5 +1,6 @@
-"""The layout the README promises: import contracts kept (and able to fail), every root script an
-entry point, no two package modules with one name."""
+"""The layout docs/layout.md describes: import contracts kept (and able to fail), your modules
+called only at their hooks, every root script an entry point, no two package modules with one
+name."""
 
 from __future__ import annotations
 

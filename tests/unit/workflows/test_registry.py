@@ -11,7 +11,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from lifecycle_support import module_tracking, newest_run, run_script, train_registered
+from lifecycle_support import (
+    error_lines,
+    module_tracking,
+    newest_run,
+    run_script,
+    train_registered,
+)
 
 from sparkml_template.workflows.promote import (
     BELOW_MINIMUM,
@@ -67,13 +73,6 @@ def _promote_over(tracking, champion: str, candidate: str, *argv: str):
     _set_champion(tracking, champion)
     code = _promote("--modelUri", f"models:/{NAME}/{candidate}", *argv)
     return code, newest_run(tracking)
-
-
-def _error_lines(capsys) -> list[str]:
-    """The entry point's own stderr lines (Spark's log lines share the stream); no traceback."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return [line for line in err.splitlines() if line.startswith("promote: ")]
 
 
 def test_train_registers_a_described_tagged_challenger(registry):
@@ -151,11 +150,30 @@ def test_candidate_below_min_accuracy_fails_and_keeps_champion(registry):
     assert run.data.tags["promotion.decision"] == BELOW_MINIMUM
 
 
+def test_a_threshold_added_in_your_scoring_keeps_the_champion(registry, monkeypatch, capsys):
+    """The good model beats the weak champion on accuracy, but misses a bound a user added in
+    ``validation_thresholds``: no promotion, exit 3, the bound named in one line."""
+    from sparkml_template.contract.gates import Threshold
+    from sparkml_template.workflows import promote
+
+    def stricter(task, params):
+        return {"accuracy": Threshold(minimum=0.0), "f1": Threshold(minimum=1.01)}
+
+    monkeypatch.setattr(promote, "validation_thresholds", stricter)
+    tracking, versions = registry
+    code, run = _promote_over(tracking, versions["weak"], versions["good"])
+    assert code == 3
+    assert _champion(tracking) == versions["weak"]
+    assert run.data.tags["promotion.decision"] == BELOW_MINIMUM
+    (line,) = error_lines(capsys, "promote")
+    assert "f1" in line and "below the minimum 1.0100" in line, line
+
+
 def test_champion_with_another_label_set_is_refused(registry, capsys):
     tracking, versions = registry
     _set_champion(tracking, versions["good"])
     assert _promote() == 2  # the default candidate: @challenger, the relabelled model
-    err = _error_lines(capsys)
+    err = error_lines(capsys, "promote")
     assert len(err) == 1, err
     assert "refusing to compare" in err[0] and "'B', 'M'" in err[0], err
     assert _champion(tracking) == versions["good"]
@@ -166,7 +184,9 @@ def test_unknown_registered_model_is_one_line(registry, capsys):
     tracking, _ = registry
     code = run_script("promote", "--registeredModelName", "no_such_model")
     assert code == 2
-    assert _error_lines(capsys) == ["promote: error: no registered model named 'no_such_model'"]
+    assert error_lines(capsys, "promote") == [
+        "promote: error: no registered model named 'no_such_model'"
+    ]
     assert newest_run(tracking).info.status == "FAILED"
 
 
