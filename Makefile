@@ -1,6 +1,7 @@
 # The two commands the README promises:
 #   make run    set up the pinned environment, then `mlflow run .` on the shipped data
 #   make test   set up the pinned environment (with test tools), then the whole test suite
+# `make test-fast` is the edit-test loop: the suite without real processes or whole entry-point runs.
 # The virtualenv is rebuilt only when the pins change (a stamp keyed on their hash).
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ PINS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut
 STAMP := $(VENV)/.pins-$(PINS_HASH)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test lint bench browser clean
+.PHONY: setup run test test-fast lint bench browser clean
 
 # The driver JVM's class-data archive (a faster start for local runs; see runtime/jvm_cache.py):
 # built once per Java + Spark install, a no-op when it exists.
@@ -31,6 +32,13 @@ run: setup
 test: setup
 	@python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The fast loop: no `mlflow run`, no servers (tests/e2e is marked e2e by tests/conftest.py), no
+# whole entry points run in-process (marked slow). `make test` still runs all of them.
+FAST := not e2e and not slow and not cli
+test-fast: setup
+	@python -m pytest -m "$(FAST)" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # Debian's chromium, for the test that opens report.html in a headless browser (it skips
 # without one outside CI). Needs root or sudo; a no-op when chromium is there.

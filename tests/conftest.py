@@ -14,6 +14,16 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 SHIPPED_DATA = PROJECT_ROOT / "data" / "breast_cancer.csv"
+E2E_TESTS = PROJECT_ROOT / "tests" / "e2e"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is marked `e2e` (they start real processes), so that
+    `make test-fast` (`-m "not e2e and not slow and not cli"`) leaves them out."""
+    for item in items:
+        if E2E_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +117,17 @@ def only_run(tracking: Tracking):
     runs = tracking.client().search_runs([tracking.experiment_id])
     assert len(runs) == 1, [r.info.run_id for r in runs]
     return runs[0]
+
+
+def artifact_paths(client, run_id: str, folder: str = "spark") -> set[str]:
+    """The paths a run logged directly under ``folder`` (files and folders)."""
+    return {a.path for a in client.list_artifacts(run_id, folder)}
+
+
+@pytest.fixture(scope="session")
+def spark_apps(tmp_path_factory):
+    """The manifest of the Spark applications ``tests/eventlog_apps.py`` runs once per session
+    (a subprocess) to write real event logs."""
+    from eventlog_apps import shared_manifest
+
+    return shared_manifest(tmp_path_factory)

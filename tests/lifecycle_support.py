@@ -59,3 +59,24 @@ def train_registered(tracking: Tracking, name: str, *extra: str) -> str:
     code = run_script("train", "--registeredModelName", name, "--master", "local[2]", *extra)
     assert code == 0, newest_run(tracking).data.tags.get("sparkml_template.error")
     return tracking.client().get_model_version_by_alias(name, "challenger").version
+
+
+def train_champion(tracking: Tracking, name: str):
+    """Train and register ``name`` in-process and make the new version @champion; the version."""
+    version = train_registered(tracking, name)
+    tracking.client().set_registered_model_alias(name, "champion", version)
+    return tracking.client().get_model_version(name, version)
+
+
+def child_runs(tracking: Tracking, parent_id: str) -> list:
+    """The runs nested under ``parent_id`` (tune's one per grid point)."""
+    return tracking.client().search_runs(
+        [tracking.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+
+
+def error_lines(capsys: pytest.CaptureFixture[str], entry_point: str) -> list[str]:
+    """The entry point's own stderr lines (Spark's log lines share the stream); no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith(f"{entry_point}: ")]

@@ -23,6 +23,8 @@ SERVE_STARTUP_S = 300
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released): for a server to bind, or for a
+    test that needs nothing there."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import mlflow_run
-from lifecycle_support import module_tracking, newest_run, train_registered
+from lifecycle_support import child_runs, module_tracking, newest_run, train_champion
 
 from sparkml_template.workflows.tune import CV_METRIC
 
@@ -17,15 +17,7 @@ NAME = "bc_cli_lifecycle"
 def model(spark, tmp_path_factory):
     """A version of NAME trained in-process on the shared session and made @champion."""
     with module_tracking(tmp_path_factory.mktemp("cli_lifecycle")) as tracking:
-        version = train_registered(tracking, NAME)
-        tracking.client().set_registered_model_alias(NAME, "champion", version)
-        yield tracking, tracking.client().get_model_version(NAME, version)
-
-
-def _children(tracking, parent_id: str):
-    return tracking.client().search_runs(
-        [tracking.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"
-    )
+        yield tracking, train_champion(tracking, NAME)
 
 
 def test_mlflow_run_predict(model, tmp_path):
@@ -72,7 +64,9 @@ def test_mlflow_run_tune_with_cross_validation(model):
     parent = newest_run(tracking)
     assert parent.info.status == "FINISHED"
     assert parent.data.params["regParam"] == "0.0,0.1"  # logged by `mlflow run` as given
-    children = _children(tracking, parent.info.run_id)
+    children = child_runs(tracking, parent.info.run_id)
     assert len(children) == 2
-    assert all(c.data.metrics[f"{CV_METRIC}_std"] >= 0 for c in children)
+    for child in children:  # each grid point: the folds' mean accuracy and its spread
+        assert {CV_METRIC, f"{CV_METRIC}_std"} <= set(child.data.metrics)
+        assert 0.8 < child.data.metrics[CV_METRIC] <= 1.0
     assert parent.data.metrics["grid_size"] == 2

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import pytest
 from conftest import PROJECT_ROOT, subprocess_env
 from emulators.databricks import MLFLOW_BACKEND_KEYS, Emulator
+from servers import free_port
 
 TOKEN = "dapi-test-token"
 CLUSTER_SPEC = PROJECT_ROOT / "databricks" / "cluster-spec.json"
@@ -113,11 +114,7 @@ class _Server:
 
 
 def _start_mlflow_server(root: Path) -> _Server:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = open(root / "server.log", "wb")  # noqa: SIM115 -- kept open for the server's life
     process = subprocess.Popen(
         [

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT, subprocess_env
 from emulators.databricks import check_fields
+from servers import free_port
 
 from sparkml_template.deploy import dispatch
 from sparkml_template.deploy.databricks_job import task_argv
@@ -132,22 +133,9 @@ def test_a_databrickscfg_profile_is_found(tmp_path):
 
 
 def test_unreachable_host_is_one_clear_line():
-    with socket_closed_port() as port, pytest.raises(UserError, match=rf"cannot reach .*:{port}"):
+    port = free_port()
+    with pytest.raises(UserError, match=rf"cannot reach .*:{port}"):
         dispatch.check_reachable(f"http://127.0.0.1:{port}")
-
-
-class socket_closed_port:
-    """A loopback port nothing listens on (bound, then released)."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def test_dispatch_cli_bad_config_exits_2_with_one_line(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import only_run
+from conftest import artifact_paths, only_run
 
 from sparkml_template.dataset.validation import profile_dataset
 from sparkml_template.errors import UserError
@@ -20,10 +20,6 @@ from sparkml_template.observability.partitions import (
 )
 from sparkml_template.workflows.runner import RunContext, run_entry_point
 from sparkml_template.workflows.train import prepare_training
-
-
-def _artifacts(client, run_id: str, path: str = "spark") -> set[str]:
-    return {a.path for a in client.list_artifacts(run_id, path)}
 
 
 def test_a_shared_session_without_event_log_falls_back_to_the_rest_api(spark, tracking):
@@ -45,7 +41,7 @@ def test_a_shared_session_without_event_log_falls_back_to_the_rest_api(spark, tr
     assert data.metrics["spark/stages"] == 2
     assert data.metrics["spark/shuffle_write_bytes"] == data.metrics["spark/shuffle_read_bytes"]
     assert data.metrics["spark/shuffle_read_bytes"] > 0
-    files = _artifacts(client, run.info.run_id)
+    files = artifact_paths(client, run.info.run_id)
     assert {"spark/tasks.csv", "spark/stages.csv", "spark/timeline.png"} <= files
     assert "spark/eventlog" not in files  # nothing to copy without an event log
     assert run_tag_removed(sc)

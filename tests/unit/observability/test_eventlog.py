@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import zstandard
-from eventlog_apps import RUN_ID, app_log, app_run, shared_manifest
+from eventlog_apps import RUN_ID, app_log, app_run
 
 from sparkml_template.observability.capture import read_run_log
 from sparkml_template.observability.eventlog import (
@@ -27,11 +27,6 @@ STABLE = [
     "job_id", "stage_id", "stage_attempt", "partition_id", "attempt", "status", "input_records",
     "shuffle_read_records", "shuffle_write_records", "shuffle_write_bytes", "shuffle_read_bytes",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def spark_apps(tmp_path_factory):
-    return shared_manifest(tmp_path_factory)
 
 
 def _table(path):

@@ -13,7 +13,6 @@ from eventlog_apps import (
     SKEW_ROWS,
     app_log,
     app_run,
-    shared_manifest,
 )
 
 from sparkml_template.observability import task_tables
@@ -45,11 +44,6 @@ ACCUMULABLES = {
     "shuffle_write_records_total": (["shuffle.write.recordsWritten"], 1),
     "input_records_total": (["input.recordsRead"], 1),
 }
-
-
-@pytest.fixture(scope="module")
-def spark_apps(tmp_path_factory):
-    return shared_manifest(tmp_path_factory)
 
 
 @pytest.mark.parametrize("app", ["rolling", "retry"])

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
+from servers import free_port
 
 from sparkml_template.errors import UserError
 from sparkml_template.observability.task_events import has_run_tag, run_tag
@@ -15,12 +14,6 @@ from sparkml_template.runtime.connect_models import (
 )
 from sparkml_template.runtime.preflight import check_master_reachable, connect_endpoint
 from sparkml_template.runtime.session import check_java, is_connect_master
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(
@@ -43,7 +36,7 @@ def test_malformed_connect_url_is_one_line(url):
 
 
 def test_unreachable_connect_server_is_one_line():
-    port = _closed_port()
+    port = free_port()
     with pytest.raises(UserError, match=rf"Spark Connect server 127.0.0.1:{port} is unreachable"):
         check_master_reachable(f"sc://127.0.0.1:{port}", timeout=2)
 

@@ -15,6 +15,9 @@ import pandas as pd
 import pytest
 from lifecycle_support import module_tracking, newest_run, run_script
 
+# Each test runs whole entry points in-process on real Spark: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 ROWS = 160
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import pytest
 from conftest import SHIPPED_DATA
-from lifecycle_support import module_tracking, newest_run, run_script, train_registered
+from lifecycle_support import error_lines, module_tracking, newest_run, run_script, train_champion
 
 from sparkml_template.workflows.predict import ADDED_COLUMNS
+
+# Each test runs whole entry points in-process on real Spark: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
 
 NAME = "bc_scoring"
 
@@ -19,19 +22,11 @@ NAME = "bc_scoring"
 def model(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predict")
     with module_tracking(tmp) as tracking:
-        version = train_registered(tracking, NAME)
-        tracking.client().set_registered_model_alias(NAME, "champion", version)
-        yield tracking, tracking.client().get_model_version(NAME, version)
+        yield tracking, train_champion(tracking, NAME)
 
 
 def _predict(*argv: str) -> int:
     return run_script("predict", "--master", "local[2]", *argv)
-
-
-def _error_lines(capsys) -> list[str]:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return [line for line in err.splitlines() if line.startswith("predict: ")]
 
 
 def test_predictions_keep_inputs_and_add_labels_probabilities_and_lineage(model, spark, tmp_path):
@@ -74,7 +69,7 @@ def test_existing_output_is_refused_unless_overwrite(model, spark, tmp_path, cap
     (out / "keep.txt").write_text("someone else's data")
     argv = ("--modelUri", f"models:/{NAME}/1", "--output", str(out))
     assert _predict(*argv) == 2
-    assert _error_lines(capsys) == [
+    assert error_lines(capsys, "predict") == [
         f"predict: error: output {out} already exists; pass -P overwrite=true to replace it"
     ]
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -100,7 +95,7 @@ def test_missing_signature_columns_are_named(model, spark, tmp_path, capsys):
         "--modelUri", f"models:/{NAME}@champion", "--data", str(partial), "--output", str(out)
     )
     assert code == 2
-    (line,) = _error_lines(capsys)
+    (line,) = error_lines(capsys, "predict")
     assert line.endswith("needs: mean_radius, worst_area"), line
     assert not out.exists()
 
@@ -117,7 +112,7 @@ def test_missing_signature_columns_are_named(model, spark, tmp_path, capsys):
 def test_unknown_model_name_alias_or_version_is_one_line(model, tmp_path, capsys, uri, message):
     tracking, _ = model
     assert _predict("--modelUri", uri, "--output", str(tmp_path / "out")) == 2
-    (line,) = _error_lines(capsys)
+    (line,) = error_lines(capsys, "predict")
     assert message in line
     assert newest_run(tracking).info.status == "FAILED"
 
@@ -128,7 +123,7 @@ def test_output_holding_the_input_is_refused(model, tmp_path, capsys):
     data.write_bytes(SHIPPED_DATA.read_bytes())
     code = _predict("--data", str(data), "--output", str(data.parent), "--overwrite", "true")
     assert code == 2
-    assert "holds the input data" in _error_lines(capsys)[0]
+    assert "holds the input data" in error_lines(capsys, "predict")[0]
     assert data.read_bytes() == SHIPPED_DATA.read_bytes()
 
 

@@ -30,6 +30,8 @@ from sparkml_template.workflows.promote import (
 NAME = "breast_cancer"
 
 
+# Trains three versions through `train`: the tests that use it are marked slow (`make test-fast`
+# leaves them out).
 @pytest.fixture(scope="module")
 def registry(spark, tmp_path_factory):
     import pandas as pd
@@ -75,6 +77,7 @@ def _promote_over(tracking, champion: str, candidate: str, *argv: str):
     return code, newest_run(tracking)
 
 
+@pytest.mark.slow
 def test_train_registers_a_described_tagged_challenger(registry):
     tracking, versions = registry
     client = tracking.client()
@@ -89,6 +92,7 @@ def test_train_registers_a_described_tagged_challenger(registry):
     assert newest == versions["other_labels"]
 
 
+@pytest.mark.slow
 def test_version_carries_the_git_commit_mlflow_run_recorded(registry, monkeypatch):
     """`mlflow run` creates the run with mlflow.source.git.commit, then starts the entry point
     with MLFLOW_RUN_ID; the same here, in-process (MLflow's own git detection for in-process
@@ -104,6 +108,7 @@ def test_version_carries_the_git_commit_mlflow_run_recorded(registry, monkeypatc
     assert version.tags["git.commit"] == commit
 
 
+@pytest.mark.slow
 def test_first_model_ever_becomes_champion(registry):
     tracking, versions = registry
     _set_champion(tracking, None)
@@ -118,6 +123,7 @@ def test_first_model_ever_becomes_champion(registry):
     ("margin", "outcome", "champion_after"),
     [("0.9", KEPT, "weak"), ("0.05", PROMOTED, "good")],
 )
+@pytest.mark.slow
 def test_better_candidate_is_promoted_only_beyond_the_margin(
     registry, margin, outcome, champion_after
 ):
@@ -141,6 +147,7 @@ def test_better_candidate_is_promoted_only_beyond_the_margin(
     assert tags["promotion.decision"] == outcome
 
 
+@pytest.mark.slow
 def test_candidate_below_min_accuracy_fails_and_keeps_champion(registry):
     tracking, versions = registry
     code, run = _promote_over(tracking, versions["good"], versions["weak"], "--minAccuracy", "0.9")
@@ -150,6 +157,7 @@ def test_candidate_below_min_accuracy_fails_and_keeps_champion(registry):
     assert run.data.tags["promotion.decision"] == BELOW_MINIMUM
 
 
+@pytest.mark.slow
 def test_a_threshold_added_in_your_scoring_keeps_the_champion(registry, monkeypatch, capsys):
     """The good model beats the weak champion on accuracy, but misses a bound a user added in
     ``validation_thresholds``: no promotion, exit 3, the bound named in one line."""
@@ -169,6 +177,7 @@ def test_a_threshold_added_in_your_scoring_keeps_the_champion(registry, monkeypa
     assert "f1" in line and "below the minimum 1.0100" in line, line
 
 
+@pytest.mark.slow
 def test_champion_with_another_label_set_is_refused(registry, capsys):
     tracking, versions = registry
     _set_champion(tracking, versions["good"])
@@ -180,6 +189,7 @@ def test_champion_with_another_label_set_is_refused(registry, capsys):
     assert newest_run(tracking).info.status == "FAILED"
 
 
+@pytest.mark.slow
 def test_unknown_registered_model_is_one_line(registry, capsys):
     tracking, _ = registry
     code = run_script("promote", "--registeredModelName", "no_such_model")

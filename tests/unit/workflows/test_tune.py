@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from lifecycle_support import module_tracking, newest_run, run_script
+from lifecycle_support import child_runs, module_tracking, newest_run, run_script
 
 from sparkml_template.errors import UserError
 from sparkml_template.runtime.params import parse_params
@@ -21,12 +21,6 @@ NAME = "bc_tuned"
 def store(spark, tmp_path_factory):
     with module_tracking(tmp_path_factory.mktemp("tune")) as tracking:
         yield tracking
-
-
-def _children(tracking, parent_id: str):
-    return tracking.client().search_runs(
-        [tracking.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"
-    )
 
 
 def test_grid_parsing():
@@ -73,9 +67,10 @@ def test_empty_grid_fails_the_run(store, capsys):
     assert "tune: error: regParam grid is empty" in err and "Traceback" not in err
     run = newest_run(store)
     assert run.info.status == "FAILED"
-    assert _children(store, run.info.run_id) == []
+    assert child_runs(store, run.info.run_id) == []
 
 
+@pytest.mark.slow  # a whole search through the entry point
 def test_tune_logs_children_best_params_table_plot_and_registers(store, tmp_path, monkeypatch):
     from sparkml_template.workflows import fitting
 
@@ -94,7 +89,7 @@ def test_tune_logs_children_best_params_table_plot_and_registers(store, tmp_path
     assert len(validated) == 1 and not validated[0].is_cached
     client = store.client()
     parent = newest_run(store)
-    children = _children(store, parent.info.run_id)
+    children = child_runs(store, parent.info.run_id)
     assert len(children) == 4
     grid = {
         (float(c.data.params["regParam"]), float(c.data.params["elasticNetParam"]))

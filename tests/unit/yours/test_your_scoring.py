@@ -1,4 +1,6 @@
-"""Metrics agree with scikit-learn and Spark's own evaluators on the same predictions."""
+"""Your scoring (yours/scoring.py): metrics from a confusion matrix and regression sums worked
+out by hand, the same as scikit-learn's and Spark's own evaluators on the same predictions,
+and the gate: thresholds from parameters, a missing or NaN metric failing."""
 
 from __future__ import annotations
 
@@ -7,10 +9,19 @@ import math
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
+from sparkml_template.contract.gates import Threshold, check_gate
+from sparkml_template.contract.names import CLASSIFICATION, PREDICTION, PROBABILITY, REGRESSION
+from sparkml_template.errors import QualityGateError
 from sparkml_template.yours.scoring import (
+    GATES,
+    RegressionReport,
+    evaluate_model_output,
     evaluate_predictions,
+    evaluate_regression,
+    regression_metrics,
     report_from_counts,
     roc_from_histogram,
+    validation_thresholds,
 )
 
 
@@ -43,7 +54,7 @@ def _trained_predictions(spark, rows, schema, label):
 
     df = spark.createDataFrame(rows, schema)
     profile = profile_dataset(df, label)
-    params = {"regParam": 0.01, "elasticNetParam": 0.0, "maxIter": 50}
+    params = {"estimator": "linear", "regParam": 0.01, "elasticNetParam": 0.0, "maxIter": 50}
     model = inference_model(build_pipeline(profile, label, params).fit(df))
     return model.transform(df), profile
 
@@ -61,7 +72,7 @@ def test_binary_metrics_match_sklearn_and_spark(spark):
 
     df = read_source(spark, resolve_source("data/breast_cancer.csv"))
     profile = profile_dataset(df, "diagnosis")
-    params = {"regParam": 0.1, "elasticNetParam": 0.0, "maxIter": 20}
+    params = {"estimator": "linear", "regParam": 0.1, "elasticNetParam": 0.0, "maxIter": 20}
     fitted = build_pipeline(profile, "diagnosis", params).fit(df)
     predictions = fitted.transform(df).cache()  # the training pipeline keeps label_index
     report = evaluate_predictions(predictions, "diagnosis", profile.labels)
@@ -121,8 +132,6 @@ def test_binary_label_trains_a_binary_model(spark):
 
 
 def test_regression_metrics_from_sums_match_their_definitions():
-    from sparkml_template.yours.scoring import regression_metrics
-
     actual, predicted = [1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.5, 5.0]
     errors = [p - a for a, p in zip(actual, predicted, strict=True)]
     mean = sum(actual) / 4
@@ -140,11 +149,109 @@ def test_regression_metrics_from_sums_match_their_definitions():
 
 
 def test_the_regression_gate_names_r2_and_min_r2():
-    from sparkml_template.contract.gates import check_gate
-    from sparkml_template.errors import QualityGateError
-    from sparkml_template.yours.scoring import RegressionReport
-
     report = RegressionReport({"rmse": 1.0, "mae": 1.0, "r2": 0.4}, rows=10)
-    check_gate(report, 0.3)
+    check_gate(report.metrics, validation_thresholds(REGRESSION, {"minR2": 0.3}))
     with pytest.raises(QualityGateError, match=r"r2 0.4000 is below minR2 0.5000"):
-        check_gate(report, 0.5)
+        check_gate(report.metrics, validation_thresholds(REGRESSION, {"minR2": 0.5}))
+
+
+def test_binary_confusion_matrix_metrics_worked_out_by_hand():
+    counts = {("no", "no"): 4, ("no", "yes"): 2, ("yes", "no"): 1, ("yes", "yes"): 3}
+    report = report_from_counts(counts, ["no", "yes"])
+    assert report.confusion == [[4, 2], [1, 3]] and report.rows == 10
+    assert report.per_class["no"] == pytest.approx(
+        {"precision": 4 / 5, "recall": 4 / 6, "f1": 8 / 11, "support": 6}
+    )
+    assert report.per_class["yes"] == pytest.approx(
+        {"precision": 3 / 5, "recall": 3 / 4, "f1": 2 / 3, "support": 4}
+    )
+    assert report.metrics == pytest.approx(
+        {
+            "accuracy": 7 / 10,
+            "f1": 0.6 * 8 / 11 + 0.4 * 2 / 3,
+            "weightedPrecision": 0.6 * 4 / 5 + 0.4 * 3 / 5,
+            "weightedRecall": 7 / 10,  # weighted recall is accuracy
+        }
+    )
+
+
+def test_predictions_of_a_tiny_frame_give_the_hand_counted_report(spark):
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    rows = [  # actual, predicted, P(yes): one ranking mistake (0.4 below 0.6) in four pairs
+        ("yes", "yes", 0.9), ("yes", "no", 0.4), ("no", "yes", 0.6), ("no", "no", 0.1),
+        (None, "yes", 0.8),  # no label: not scored
+    ]  # fmt: skip
+    predictions = spark.createDataFrame(
+        [(a, p, Vectors.dense([1 - q, q])) for a, p, q in rows],
+        StructType(
+            [
+                StructField("y", StringType()),
+                StructField(PREDICTION, StringType()),
+                StructField(PROBABILITY, VectorUDT()),
+            ]
+        ),
+    )
+    report = evaluate_model_output(predictions, "y", CLASSIFICATION, ["no", "yes"])
+    assert report.confusion == [[1, 1], [1, 1]]
+    assert report.metrics["accuracy"] == 0.5
+    assert report.metrics["areaUnderROC"] == pytest.approx(3 / 4)
+    assert report.roc[0] == (0.0, 0.0) and report.roc[-1] == (1.0, 1.0)
+
+
+def test_regression_of_a_tiny_frame_gives_the_hand_computed_metrics(spark):
+    rows = [(1.0, 1.5), (2.0, 2.0), (3.0, 2.5), (4.0, 5.0), (None, 9.0)]
+    predictions = spark.createDataFrame(rows, f"y double, {PREDICTION} double")
+    report = evaluate_regression(predictions, "y")
+    # errors 0.5, 0, -0.5, 1: SSE 1.5; the labels' mean 2.5, SST 5
+    assert report.rows == 4
+    assert report.metrics == pytest.approx({"rmse": 0.375**0.5, "mae": 0.5, "r2": 0.7})
+    assert sorted(report.points) == [(1.0, 1.5), (2.0, 2.0), (3.0, 2.5), (4.0, 5.0)]
+
+
+def test_regression_metrics_without_rows_or_spread_are_nan():
+    assert all(math.isnan(v) for v in regression_metrics(0, 0.0, 0.0, 0.0, 0.0).values())
+    constant = regression_metrics(3, 0.75, 1.5, 6.0, 12.0)  # labels 2, 2, 2: SST 0
+    assert math.isnan(constant["r2"]) and constant["mae"] == 0.5
+
+
+def test_each_tasks_gate_is_a_metric_its_report_has():
+    classification = report_from_counts({("a", "a"): 1, ("b", "b"): 1}, ["a", "b"])
+    assert GATES[CLASSIFICATION].metric in classification.metrics
+    assert GATES[REGRESSION].metric in regression_metrics(2, 0.0, 0.0, 3.0, 5.0)
+
+
+def test_validation_thresholds_take_the_minimum_from_its_parameter():
+    params = {"minAccuracy": 0.9, "minR2": 0.25}
+    assert validation_thresholds(CLASSIFICATION, params) == {
+        "accuracy": Threshold(minimum=0.9, source="minAccuracy")
+    }
+    assert validation_thresholds(REGRESSION, params) == {
+        "r2": Threshold(minimum=0.25, source="minR2")
+    }
+    thresholds = validation_thresholds(CLASSIFICATION, params)
+    check_gate({"accuracy": 0.9, "f1": 0.1}, thresholds)  # the bound itself passes
+    with pytest.raises(QualityGateError, match=r"^accuracy 0.8999 is below minAccuracy 0.9000$"):
+        check_gate({"accuracy": 0.8999}, thresholds)
+
+
+def test_a_maximum_bound_fails_above_it_and_names_itself():
+    thresholds = {"rmse": Threshold(maximum=50.0)}
+    check_gate({"rmse": 50.0}, thresholds)
+    with pytest.raises(QualityGateError, match=r"^rmse 50.5000 is above the maximum 50.0000$"):
+        check_gate({"rmse": 50.5}, thresholds)
+
+
+def test_a_gate_on_a_metric_the_report_lacks_fails():
+    with pytest.raises(QualityGateError, match="the gate needs areaUnderROC"):
+        check_gate({"accuracy": 1.0}, {"areaUnderROC": Threshold(minimum=0.5)})
+
+
+@pytest.mark.parametrize(
+    ("bound", "message"),
+    [(Threshold(minimum=0.0), "is below"), (Threshold(maximum=1.0), "is above")],
+)
+def test_nan_fails_every_bound(bound, message):
+    with pytest.raises(QualityGateError, match=f"r2 nan {message}"):
+        check_gate({"r2": float("nan")}, {"r2": bound})
