@@ -4,11 +4,14 @@ with lineage columns.
 Scoring is the Spark model's own ``transform``, so it runs distributed on the executors (not
 row by row through pyfunc). The output keeps every input column (a label column, if present, is
 just another column) and adds the predicted label, the class probabilities as an array, which
-model made them and when.
+model made them and when. It is written to a staging place and swapped in only once complete
+(``dataset/outputs.py``): a predict that fails or is killed leaves the previous output as it was.
 """
 
 from __future__ import annotations
 
+import sys
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,6 +19,7 @@ from urllib.parse import urlparse
 
 from sparkml_template.contract.dataset import DataSource
 from sparkml_template.contract.names import PREDICTION, PROBABILITY
+from sparkml_template.dataset import outputs
 from sparkml_template.dataset.sources import content_digest, is_table_name, resolve_source
 from sparkml_template.errors import UserError
 from sparkml_template.runtime import tracking
@@ -83,8 +87,33 @@ def normalise_output(output: str) -> str:
     return str(Path(output).expanduser().resolve())
 
 
+def _comparable(name: str, table: bool) -> str:
+    """A path or table name in the form two names of one place share: ``file:`` URIs as paths,
+    tables lower-case and qualified (``scores`` is ``default.scores``)."""
+    if table:
+        parts = name.lower().split(".")
+        parts = parts[1:] if len(parts) == 3 and parts[0] == "spark_catalog" else parts
+        return ".".join(["default", *parts] if len(parts) == 1 else parts)
+    return outputs.local_path(name).rstrip("/")
+
+
+def check_output_apart(output: str, output_is_table: bool, source: DataSource) -> None:
+    """Refuse an output that is the input, holds it, or lies inside it: replacing it would
+    destroy the data being read."""
+    if output_is_table or source.format == "table":
+        same = output_is_table and source.format == "table"
+        if same and _comparable(output, True) == _comparable(source.uri, True):
+            raise UserError(f"output {output} is the input table; write predictions elsewhere")
+        return
+    out, data = _comparable(output, False), _comparable(source.uri, False)
+    if data == out or data.startswith(out + "/"):
+        raise UserError(f"output {output} holds the input data; write predictions elsewhere")
+    if out.startswith(data + "/"):
+        raise UserError(f"output {output} is inside the input {source.uri}; write it elsewhere")
+
+
 def prepare_predict(params: dict[str, Any]) -> PredictPlan:
-    """Checks that need no Spark: the flag, an output given, and not the input itself."""
+    """Checks that need no Spark: the flag, an output given, and apart from the input."""
     overwrite = parse_flag("overwrite", params["overwrite"])
     output = params["output"].strip()
     if not output:
@@ -93,9 +122,7 @@ def prepare_predict(params: dict[str, Any]) -> PredictPlan:
     table = is_table_output(output)
     if not table:
         output = normalise_output(output)
-    out, data = output.rstrip("/"), source.uri.rstrip("/")
-    if data == out or data.startswith(out + "/"):
-        raise UserError(f"output {output} holds the input data; write predictions elsewhere")
+    check_output_apart(output, table, source)
     return PredictPlan(source, output, table, overwrite)
 
 
@@ -175,16 +202,72 @@ def predict_frame(
     )
 
 
-def write_predictions(spark: SparkSession, predictions: DataFrame, plan: PredictPlan) -> int:
-    """Write Parquet (or a table) and return the row count read back from what was written."""
-    from pyspark.errors import AnalysisException
+def _run_ended(run_id: str) -> bool:
+    """Whether the MLflow run that wrote a staging output on another host has ended."""
+    from mlflow.tracking import MlflowClient
 
-    mode = "overwrite" if plan.overwrite else "error"  # Spark Connect knows no "errorifexists"
+    try:
+        return MlflowClient().get_run(run_id).info.status != "RUNNING"
+    except Exception:  # unknown: leave its staging output alone
+        return False
+
+
+def clean_stale_outputs(spark: SparkSession, plan: PredictPlan) -> None:
+    """Remove what earlier predicts to the same output left when killed (one line each)."""
+    if is_connect_session(spark) and not plan.output_is_table:
+        return  # no filesystem of the server's to look at from here
     try:
         if plan.output_is_table:
-            predictions.write.mode(mode).saveAsTable(plan.output)
+            done = outputs.clean_stale_tables(spark, plan.output, _run_ended)
+        else:
+            done = outputs.clean_stale_files(spark, plan.output, _run_ended)
+    except Exception as exc:  # leftovers are not worth failing this run for
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        done = [f"could not look for what earlier predicts to {plan.output} left: {first}"]
+    for line in done:
+        print(f"note: {line}", file=sys.stderr)
+
+
+def write_predictions(
+    spark: SparkSession, predictions: DataFrame, plan: PredictPlan, run_id: str = ""
+) -> int:
+    """Write Parquet (or a table), replacing the output whole or not at all, and return the
+    row count read back from what was written.
+
+    Over Spark Connect a file output is written with Spark's own overwrite (this process has
+    no access to the server's filesystem to rename with): a failed write there can leave it
+    empty, and a line says so.
+    """
+    from pyspark.errors import AnalysisException
+
+    owner = outputs.current_owner(spark, run_id or uuid.uuid4().hex)
+    mode = "error"  # the staging place is new; Spark Connect knows no "errorifexists"
+    try:
+        if plan.output_is_table:
+            outputs.replace_table(
+                spark,
+                plan.output,
+                owner,
+                lambda name: predictions.write.mode(mode).saveAsTable(name),
+                plan.overwrite,
+            )
             return spark.table(plan.output).count()
-        predictions.write.mode(mode).parquet(plan.output)
+        if is_connect_session(spark):
+            if plan.overwrite:
+                print(
+                    f"warning: over Spark Connect {plan.output} is replaced by Spark's "
+                    "overwrite, not atomically: a failed write leaves it empty",
+                    file=sys.stderr,
+                )
+            predictions.write.mode("overwrite" if plan.overwrite else mode).parquet(plan.output)
+        else:
+            outputs.replace_files(
+                spark,
+                plan.output,
+                owner,
+                lambda path: predictions.write.mode(mode).parquet(path),
+                plan.overwrite,
+            )
         return spark.read.parquet(plan.output).count()
     except AnalysisException as exc:  # e.g. created by someone else since output_exists
         if "ALREADY_EXISTS" in str(exc):
@@ -197,6 +280,7 @@ def run_predict(
     spark: SparkSession, params: dict[str, Any], plan: PredictPlan, run_id: str, experiment_id: str
 ) -> dict[str, Any]:
     """Score the data with the model and log counts and the output location to ``run_id``."""
+    clean_stale_outputs(spark, plan)
     if output_exists(spark, plan) and not plan.overwrite:
         raise UserError(refuse_existing(plan.output))
     uri = params["modelUri"].strip() or newest_model_uri(experiment_id, exclude_run_id=run_id)
@@ -210,7 +294,7 @@ def run_predict(
     with say.phase("score and write", f"{plan.source.uri} -> {plan.output}") as phase:
         input_rows = df.count()
         frame = predict_frame(model, df, resolved, scored_at)
-        output_rows = write_predictions(spark, frame, plan)
+        output_rows = write_predictions(spark, frame, plan, run_id)
         phase.done(f"{output_rows} rows written")
     df.unpersist()  # a no-op unless it was cached
     tags = {

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from sparkml_template.dataset.read_errors import unreadable_input
 from sparkml_template.errors import QualityGateError, UserError
 from sparkml_template.observability.capture import TaskCapture
 from sparkml_template.observability.report import write_report
@@ -263,6 +264,19 @@ def _after_body(capture: TaskCapture, run_id: str, entry_point: str, print_summa
         write_report(run_id, summary)
 
 
+@contextlib.contextmanager
+def _unreadable_input_is_one_line() -> Iterator[None]:
+    """Spark's errors for input it cannot read (a damaged, truncated, vanished or unreadable
+    file), wherever the body read it: one ``UserError`` naming the file and the cause."""
+    try:
+        yield
+    except Exception as exc:
+        error = unreadable_input(exc)
+        if error is None:
+            raise
+        raise error from None
+
+
 def _master_arg(argv: list[str]) -> str:
     """The ``--master`` value as given (a Spark Connect master needs no Java here)."""
     for i, arg in enumerate(argv):
@@ -342,7 +356,8 @@ def _run(
                 )
                 failure: BaseException | None = None
                 try:
-                    body(ctx)
+                    with _unreadable_input_is_one_line():
+                        body(ctx)
                 except BaseException as exc:
                     failure = exc
                     raise

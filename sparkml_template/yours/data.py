@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 
 
 def read_source(spark: SparkSession, source: DataSource) -> DataFrame:
-    """Read ``source`` into a DataFrame, turning Spark's missing-path errors into one line."""
+    """Read ``source`` into a DataFrame, turning Spark's missing-path errors into one line.
+
+    A damaged or unreadable file found later, while a job reads it, is one line too (the
+    runner names the file: ``sparkml_template/dataset/read_errors.py``).
+    """
     from pyspark.errors import AnalysisException
 
     try:
@@ -27,7 +31,11 @@ def read_source(spark: SparkSession, source: DataSource) -> DataFrame:
             return spark.table(source.uri)
         if source.format == "csv":
             sep = "\t" if source.uri.lower().endswith(".tsv") else ","
-            return spark.read.csv(source.uri, header=True, inferSchema=True, sep=sep)
+            # FAILFAST: a row that does not fit the header (a binary part, a broken line) stops
+            # the run, naming the file; Spark's default PERMISSIVE would make it nulls silently.
+            return spark.read.csv(
+                source.uri, header=True, inferSchema=True, sep=sep, mode="FAILFAST"
+            )
         return spark.read.parquet(source.uri)
     except AnalysisException as exc:
         first = str(exc).strip().splitlines()[0]

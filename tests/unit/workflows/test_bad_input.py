@@ -7,15 +7,19 @@ through the `mlflow run` CLI for a few of them.
 
 from __future__ import annotations
 
+import random
+
 import pytest
-from conftest import only_run
+from conftest import SHIPPED_DATA, only_run
 
 import evaluate
 import train
+import tune
 from sparkml_template.runtime.tracking import ERROR_TAG
 from sparkml_template.workflows.evaluate import prepare_evaluation
 from sparkml_template.workflows.runner import run_entry_point
 from sparkml_template.workflows.train import prepare_training
+from sparkml_template.workflows.tune import prepare_tuning
 
 
 def _run(entry_point: str, argv: list[str]) -> int:
@@ -106,3 +110,77 @@ def test_a_file_tracking_store_is_one_line_before_any_work(tracking, capsys, spa
     assert "tracking store refused the run" in lines[0] and "MLFLOW_ALLOW_FILE_STORE" in lines[0]
     assert not list(store.glob("*/*/meta.yaml"))
     assert tracking.client().search_runs([tracking.experiment_id]) == []
+
+
+def _damaged_parquet(spark, tmp_path):
+    """The shipped data as three Parquet files, the middle one cut in half (no .crc files)."""
+    data = tmp_path / "damaged.parquet"
+    spark.read.csv(str(SHIPPED_DATA), header=True, inferSchema=True).repartition(3).write.parquet(
+        str(data)
+    )
+    for crc in data.glob(".*.crc"):
+        crc.unlink()
+    part = sorted(data.glob("*.parquet"))[1]
+    part.write_bytes(part.read_bytes()[:1000])
+    return data, part
+
+
+def _binary_csv_part(tmp_path):
+    data = tmp_path / "parts"
+    data.mkdir()
+    (data / "part-0.csv").write_bytes(SHIPPED_DATA.read_bytes())
+    (data / "part-1.csv").write_bytes(random.Random(3).randbytes(20000))
+    return data, data / "part-1.csv"
+
+
+def _assert_unreadable(tracking, capsys, code, entry_point, path, cause) -> None:
+    _assert_failed(tracking, capsys, code, entry_point, f"cannot read {path}: {cause}")
+    run = only_run(tracking)
+    assert run.data.metrics.get("spark/tasks", 0) >= 1  # the task capture still ran
+
+
+@pytest.mark.slow
+def test_a_damaged_parquet_file_is_one_line_naming_it(tracking, capsys, spark, tmp_path):
+    data, part = _damaged_parquet(spark, tmp_path)
+    code = _run("train", ["--data", str(data), "--label", "diagnosis", "--master", "local[2]"])
+    _assert_unreadable(tracking, capsys, code, "train", part, "not a readable Parquet file")
+
+
+@pytest.mark.slow
+def test_a_binary_csv_part_is_one_line_naming_it(tracking, capsys, spark, tmp_path):
+    """Not nulls in the features, as Spark's default (PERMISSIVE) would make of it."""
+    data, part = _binary_csv_part(tmp_path)
+    code = _run("train", ["--data", str(data), "--label", "diagnosis", "--master", "local[2]"])
+    _assert_unreadable(tracking, capsys, code, "train", part, "Malformed CSV record")
+
+
+@pytest.mark.slow
+def test_tune_on_a_damaged_file_is_one_line(tracking, capsys, spark, tmp_path):
+    data, part = _damaged_parquet(spark, tmp_path)
+    argv = ["--data", str(data), "--label", "diagnosis", "--master", "local[2]"]
+    code = run_entry_point("tune", argv, prepare_tuning, tune.body)
+    _assert_unreadable(tracking, capsys, code, "tune", part, "not a readable Parquet file")
+
+
+@pytest.mark.slow
+def test_an_unreadable_file_is_one_line_in_its_own_process(tracking, spark, tmp_path):
+    """chmod 000 on one part: `python train.py` ends on one line naming it (root's own read
+    permission is dropped for the process, as a user's would be)."""
+    from entry_subprocess import as_a_plain_user, run_entry
+
+    prefix = as_a_plain_user()
+    data = tmp_path / "locked.parquet"
+    spark.read.csv(str(SHIPPED_DATA), header=True, inferSchema=True).repartition(3).write.parquet(
+        str(data)
+    )
+    part = sorted(data.glob("*.parquet"))[1]
+    part.chmod(0)
+    argv = ["--data", str(data), "--label", "diagnosis", "--master", "local[2]"]
+    done = run_entry(tracking, "train", *argv, prefix=prefix)
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("train: ")]
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert lines == [f"train: error: cannot read {part}: permission denied"]
+    assert "Traceback" not in done.stderr
+    run = only_run(tracking)
+    assert run.info.status == "FAILED"
+    assert run.data.metrics.get("spark/tasks", 0) >= 1
