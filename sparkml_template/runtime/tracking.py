@@ -28,6 +28,10 @@ MODEL_ARTIFACT_PATH = "model"
 MODEL_TAG = "sparkml_template.model_artifact"  # set on runs that logged a model, for `evaluate`
 ERROR_TAG = "sparkml_template.error"
 REGISTERED_TAG = "sparkml_template.registered_model"  # "name/version" of the version it made
+SERVING_FORM_TAG = "sparkml_template.serving_form"  # "fast" (numpy, no JVM) or "spark"
+SERVING_REASON_TAG = "sparkml_template.serving_form.reason"  # why "spark"
+PARITY_METRIC = "serving/parity_max_relative_difference"  # fast form against Spark
+PARITY_ROWS_METRIC = "serving/parity_rows"
 MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 5000
 # How SQLite, PostgreSQL and MySQL word a unique-constraint violation.
@@ -259,16 +263,25 @@ def log_spark_model(
     example_input: Any,
     signature: Any,
     registered_model_name: str | None,
+    parity_rows: DataFrame | None = None,
 ) -> ModelInfo:
-    """Log the fitted pipeline with a signature and input example (no requirement inference).
+    """Log the fitted pipeline with a signature and input example (no requirement inference),
+    and its fast form when it has one (``serving.flavor``).
 
     Goes through ``Model.log`` with ``validate_serving_input=False``: ``mlflow.spark.log_model``
     always reloads the saved model and scores the example (seconds of Spark jobs per run). The
     test suite does that check once instead (pyfunc reload, ``mlflow models predict``/``serve``).
-    Over Spark Connect the server writes the model's files (``runtime.connect_models``).
+    ``parity_rows`` (held-out input rows) are scored by Spark and by the numpy scorer: the fast
+    form is kept only when they agree. The run gets ``SERVING_FORM_TAG`` and the parity metrics;
+    a model served with Spark says why in one line. Over Spark Connect the server writes the
+    model's files (``runtime.connect_models``) and the model keeps its Spark form.
     """
     import mlflow
     from mlflow.models import Model
+
+    from sparkml_template.runtime.switches import switched_on
+    from sparkml_template.serving import fast_pipeline
+    from sparkml_template.serving import flavor as serving_flavor
 
     options = {
         "signature": signature,
@@ -277,14 +290,43 @@ def log_spark_model(
         "registered_model_name": registered_model_name or None,
         "validate_serving_input": False,
     }
+    outcome = serving_flavor.Outcome()
     if is_connect_session(active_session()):  # no JVM here: the server saves the files
         from sparkml_template.runtime.connect_models import log_model_via_server
 
-        return log_model_via_server(model, MODEL_ARTIFACT_PATH, **options)
-    return Model.log(
-        artifact_path=None,  # deprecated in MLflow 3: the logged model's name is what resolves
-        name=MODEL_ARTIFACT_PATH,  # runs:/<run id>/model
-        flavor=mlflow.spark,
-        spark_model=model,
-        **options,
-    )
+        info = log_model_via_server(model, MODEL_ARTIFACT_PATH, **options)
+        outcome.reason = "over Spark Connect the model keeps its Spark form only"
+    else:
+        info = Model.log(
+            artifact_path=None,  # deprecated in MLflow 3: the logged model's name is what resolves
+            name=MODEL_ARTIFACT_PATH,  # runs:/<run id>/model
+            flavor=serving_flavor,
+            flavor_name=mlflow.spark.FLAVOR_NAME,  # the logged model's flavour, as before
+            spark_model=model,
+            parity_rows=parity_rows,
+            outcome=outcome,
+            fast=switched_on(fast_pipeline.SWITCH),
+            **options,
+        )
+    record_serving_form(info.run_id, outcome)
+    return info
+
+
+def record_serving_form(run_id: str | None, outcome: Any) -> None:
+    """The serving form as a tag (and why Spark), the parity result as metrics; one stderr line
+    when the model is served with Spark."""
+    import sys
+
+    tags = {SERVING_FORM_TAG: outcome.form}
+    metrics = {}
+    if outcome.reason:
+        tags[SERVING_REASON_TAG] = outcome.reason[:MAX_TAG_LENGTH]
+        print(
+            f"note: the model serves with Spark (a JVM, ~0.3 s a request): {outcome.reason}",
+            file=sys.stderr,
+        )
+    if outcome.parity is not None:
+        metrics[PARITY_METRIC] = min(outcome.parity.max_relative_difference, 1e300)
+        metrics[PARITY_ROWS_METRIC] = outcome.parity.rows
+    if run_id:
+        log_batch(run_id, metrics=metrics, tags=tags)

@@ -138,6 +138,7 @@ def run_training(
             example_input=model_example(fitted),
             signature=serving_signature(fitted),
             registered_model_name=params.get("registeredModelName"),
+            parity_rows=fitted.test,  # the fast form must score these as Spark does
         )
         phase.done(info.model_uri)
     if info.registered_model_version is not None:  # description, lineage tags, @challenger
