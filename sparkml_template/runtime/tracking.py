@@ -280,8 +280,8 @@ def log_spark_model(
     from mlflow.models import Model
 
     from sparkml_template.runtime.switches import switched_on
-    from sparkml_template.serving import fast_pipeline
     from sparkml_template.serving import flavor as serving_flavor
+    from sparkml_template.serving.fastform import fast_pipeline
 
     options = {
         "signature": signature,

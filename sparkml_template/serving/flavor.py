@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparkml_template.serving import fast_pipeline
+from sparkml_template.serving.fastform import fast_pipeline
 from sparkml_template.serving.parity import Parity, check_parity
 
 if TYPE_CHECKING:
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 SPARKML_SUBDIR = "sparkml"
 CODE_SUBDIR = "code"
+# The numpy form travels in the model's code folder under a name of its own, so that it never
+# shadows the project's package in a process that has both.
+SHIPPED_PACKAGE = "sparkml_fastform"
 FAST = "fast"  # the values of the serving-form tag
 SPARK = "spark"
 
@@ -86,9 +89,13 @@ def save_model(
         return
     code = Path(path) / CODE_SUBDIR
     code.mkdir(exist_ok=True)
-    shutil.copy2(fast_pipeline.__file__, code / "fast_pipeline.py")
+    shipped = code / SHIPPED_PACKAGE
+    shutil.rmtree(shipped, ignore_errors=True)
+    shutil.copytree(
+        Path(fast_pipeline.__file__).parent, shipped, ignore=shutil.ignore_patterns("__pycache__")
+    )
     conf = mlflow_model.flavors["python_function"]
-    conf["loader_module"] = "fast_pipeline"
+    conf["loader_module"] = f"{SHIPPED_PACKAGE}.fast_pipeline"
     conf["code"] = CODE_SUBDIR
     conf["fast_pipeline"] = {
         "parity_rows": found.parity.rows if found.parity else 0,

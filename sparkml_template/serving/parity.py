@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sparkml_template.serving.fast_pipeline import PREDICTION, FastPipeline
+from sparkml_template.serving.fastform.fast_pipeline import PREDICTION, FastPipeline
 
 if TYPE_CHECKING:
     import pandas as pd

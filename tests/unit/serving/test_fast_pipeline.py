@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkml_template.serving import fast_pipeline
-from sparkml_template.serving.fast_pipeline import NotConvertible, load_pipeline
-from sparkml_template.serving.flavor import FAST, SPARK, Outcome, convert
+from sparkml_template.serving.fastform import fast_pipeline
+from sparkml_template.serving.fastform.fast_pipeline import NotConvertible, load_pipeline
+from sparkml_template.serving.flavor import FAST, SHIPPED_PACKAGE, SPARK, Outcome, convert
 from sparkml_template.serving.flavor import save_model as save_with_fast_form
 from sparkml_template.serving.parity import TOLERANCE, check_parity, relative_difference
 
@@ -188,12 +188,12 @@ def test_the_logged_form_enforces_the_signature_and_answers_as_spark(
     save_with_fast_form(fitted.model, str(target), mlflow_model=Model(), parity_rows=fitted.test,
                         outcome=outcome, **options)  # fmt: skip
     assert outcome.form == FAST and outcome.parity.passed, outcome
-    assert (target / "code" / "fast_pipeline.py").is_file()
+    assert (target / "code" / SHIPPED_PACKAGE / "fast_pipeline.py").is_file()
 
     rows = pd.read_csv(path).drop(columns=[label])
     assert rows["visits"].dtype == np.int64 and rows["count"].isna().any()
     served = mlflow.pyfunc.load_model(str(target))
-    assert served.loader_module == "fast_pipeline"
+    assert served.loader_module == f"{SHIPPED_PACKAGE}.fast_pipeline"
     ours = served.predict(rows)
     spark_model = mlflow.spark.load_model(str(target))
     expected = [r["prediction"] for r in spark_model.transform(fitted.data).collect()]
@@ -239,7 +239,7 @@ def test_relative_difference_counts_nan_and_tiny_values():
 def test_date_parts_are_spark_numbers_whatever_the_date_arrives_as():
     """Sunday is 1 and Saturday 7 (Spark's dayofweek); datetime64, ISO text and Python dates
     agree; a missing date is null in every part."""
-    from sparkml_template.serving.fast_pipeline import _date_parts
+    from sparkml_template.serving.fastform.fast_base import _date_parts
 
     text = ["2024-03-03", "2024-03-09T13:30:00", None]
     as_text = _date_parts(pd.Series(text, dtype=object), 3)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from sparkml_template.workflows.runner import Terminated, _sigterm_interrupts
+from sparkml_template.workflows.interrupts import Terminated, sigterm_interrupts
 
 
 class _SignalledWhileFinalized:
@@ -32,7 +32,7 @@ class _SignalledWhileFinalized:
 
 
 def _run_until_interrupted(signum: int) -> None:
-    with _sigterm_interrupts():
+    with sigterm_interrupts():
         _SignalledWhileFinalized(signum)  # finalized at once (refcount zero)
         for _ in range(200):  # the body goes on; the interrupt must reach it
             time.sleep(0.01)
@@ -55,7 +55,7 @@ def test_other_unraisable_exceptions_still_reach_the_previous_hook(monkeypatch):
 
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
-    with _sigterm_interrupts():
+    with sigterm_interrupts():
         Broken()
     assert [type(u.exc_value) for u in seen] == [ValueError]
     assert sys.unraisablehook == seen.append  # put back when the run ends
@@ -63,7 +63,7 @@ def test_other_unraisable_exceptions_still_reach_the_previous_hook(monkeypatch):
 
 def test_later_signals_are_ignored_once_one_was_delivered():
     handled = []
-    with pytest.raises(Terminated), _sigterm_interrupts():
+    with pytest.raises(Terminated), sigterm_interrupts():
         try:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
@@ -80,7 +80,7 @@ def test_later_signals_are_ignored_once_one_was_delivered():
 def test_py4j_s_traceback_for_a_call_the_interrupt_cut_short_is_dropped(caplog):
     """Py4J logs "KeyboardInterrupt while sending command." with a traceback on the root logger
     when the signal lands in its socket read; the runner's one line is enough."""
-    with pytest.raises(Terminated), _sigterm_interrupts():
+    with pytest.raises(Terminated), sigterm_interrupts():
         logging.exception("KeyboardInterrupt while sending command.")  # no signal yet: kept
         try:
             os.kill(os.getpid(), signal.SIGTERM)
