@@ -17,3 +17,10 @@ class QualityGateError(UserError):
     """The model scored below the requested minimum; CI/CD pipelines gate on this exit code."""
 
     exit_code = 3
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when the message is empty): what a
+    one-line error keeps of a library's multi-line exception."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -14,6 +14,7 @@ from sparkml_template.contract.fitted import (
     model_task,
 )
 from sparkml_template.contract.names import CLASSIFICATION, FEATURES, LABEL_INDEX, LABEL_VALUE
+from sparkml_template.errors import first_line
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -78,7 +79,7 @@ def what_the_model_learned(
         _, estimator = fitted_estimator(model)
         names = feature_names(model, test)
     except Exception as exc:  # an unknown pipeline shape: nothing to name
-        warn(f"warning: what the model learned is not logged: {_first_line(exc)}")
+        warn(f"warning: what the model learned is not logged: {first_line(exc)}")
         return learned
     kind = type(estimator).__name__
     try:
@@ -101,13 +102,8 @@ def what_the_model_learned(
         if hasattr(estimator, "evaluateEachIteration"):
             learned.validation_loss = _validation_loss(model, estimator, test, label)
     except Exception as exc:  # keep what was read; the run goes on
-        warn(f"warning: part of what {kind} learned is not logged: {_first_line(exc)}")
+        warn(f"warning: part of what {kind} learned is not logged: {first_line(exc)}")
     return learned
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _training_loss(estimator) -> list[float]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sparkml_template.contract.dataset import DataSource
 from sparkml_template.contract.fitted import Learned, model_labels, model_task
 from sparkml_template.contract.names import CLASSIFICATION
-from sparkml_template.errors import UserError
+from sparkml_template.errors import UserError, first_line
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.connect_models import load_model_via_server
 from sparkml_template.runtime.session import active_session, is_connect_session
@@ -54,10 +54,7 @@ def load_model(uri: str) -> PipelineModel:
     except UserError:
         raise
     except Exception as exc:  # MlflowException, OSError, Py4J errors: all "cannot load"
-        text = str(exc).strip().splitlines()
-        raise UserError(
-            f"cannot load model {uri!r}: {text[0] if text else type(exc).__name__}"
-        ) from None
+        raise UserError(f"cannot load model {uri!r}: {first_line(exc)}") from None
 
 
 def score_labelled(
@@ -78,8 +75,7 @@ def score_labelled(
     try:
         predictions = model.transform(df)
     except (AnalysisException, IllegalArgumentException) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"the model cannot score {source.uri}: {first}") from None
+        raise UserError(f"the model cannot score {source.uri}: {first_line(exc)}") from None
     task = model_task(model)
     classes = model_labels(model) if task == CLASSIFICATION else []
     report = evaluate_model_output(predictions, label, task, classes)

@@ -21,7 +21,7 @@ from sparkml_template.contract.dataset import DataSource
 from sparkml_template.contract.names import PREDICTION, PROBABILITY
 from sparkml_template.dataset import outputs
 from sparkml_template.dataset.sources import content_digest, is_table_name, resolve_source
-from sparkml_template.errors import UserError
+from sparkml_template.errors import UserError, first_line
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.session import is_connect_session
@@ -222,8 +222,9 @@ def clean_stale_outputs(spark: SparkSession, plan: PredictPlan) -> None:
         else:
             done = outputs.clean_stale_files(spark, plan.output, _run_ended)
     except Exception as exc:  # leftovers are not worth failing this run for
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        done = [f"could not look for what earlier predicts to {plan.output} left: {first}"]
+        done = [
+            f"could not look for what earlier predicts to {plan.output} left: {first_line(exc)}"
+        ]
     for line in done:
         print(f"note: {line}", file=sys.stderr)
 
@@ -272,8 +273,7 @@ def write_predictions(
     except AnalysisException as exc:  # e.g. created by someone else since output_exists
         if "ALREADY_EXISTS" in str(exc):
             raise UserError(refuse_existing(plan.output)) from None
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"cannot write predictions to {plan.output}: {first}") from None
+        raise UserError(f"cannot write predictions to {plan.output}: {first_line(exc)}") from None
 
 
 def run_predict(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sparkml_template.errors import UserError
+from sparkml_template.errors import UserError, first_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -38,8 +38,7 @@ def read_source(spark: SparkSession, source: DataSource) -> DataFrame:
             )
         return spark.read.parquet(source.uri)
     except AnalysisException as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"cannot read {source.uri}: {first}") from None
+        raise UserError(f"cannot read {source.uri}: {first_line(exc)}") from None
 
 
 def read_for_passes(spark: SparkSession, source: DataSource) -> DataFrame:

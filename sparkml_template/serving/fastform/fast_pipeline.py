@@ -55,8 +55,8 @@ CONVERTIBLE = (
 def _stage(stage_dir: Path, position: int) -> Stage:
     meta = _metadata(stage_dir)
     cls = meta.get("class", "?")
-    name = f"stage {position} ({cls.rsplit('.', 1)[-1]})"
     short = cls.rsplit(".", 1)[-1]
+    name = f"stage {position} ({short})"
     if cls == "org.apache.spark.ml.feature.SQLTransformer":
         return SqlCasts(name, meta)
     if cls == "org.apache.spark.ml.feature.ImputerModel":
