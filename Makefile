@@ -12,7 +12,7 @@ PINS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut
 STAMP := $(VENV)/.pins-$(PINS_HASH)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test test-fast lint bench browser clean
+.PHONY: setup run test test-fast lint bench browser docker clean
 
 # The driver JVM's class-data archive (a faster start for local runs; see runtime/jvm_cache.py):
 # built once per Java + Spark install, a no-op when it exists.
@@ -48,6 +48,22 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	@chromium --version
+
+# The container tools the Kubernetes tests use (tests/docker_support.py starts the daemon itself
+# and builds the image once per session): Debian's docker.io when no Docker engine is installed,
+# debootstrap (a base image made offline when none can be pulled) and docker-registry (a real
+# registry on 127.0.0.1). Needs root or sudo; installs only what is missing.
+docker:
+	@missing=""; \
+	command -v dockerd >/dev/null || missing="$$missing docker.io"; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@dockerd --version && command -v debootstrap && command -v docker-registry
 
 lint: setup
 	ruff check . && ruff format --check . && lint-imports

@@ -199,6 +199,8 @@ def _experiment_from_env(env: dict[str, str] | None) -> str | None:
 def mlflow_run_command(sub: Submission, staged: Path, config_path: Path) -> str:
     """The equivalent ``mlflow run`` command line (printed by ``--stage``)."""
     cmd = ["mlflow", "run", str(staged), "-b", sub.backend, "--backend-config", str(config_path)]
+    if sub.backend == "kubernetes":
+        cmd.append("--build-image")  # else MLflow pushes and runs the env image, without the code
     cmd += ["-e", sub.entry_point]
     for key, value in (sub.params or {}).items():
         cmd += ["-P", f"{key}={value}"]
@@ -242,6 +244,9 @@ def submit(sub: Submission) -> str:
                 backend=sub.backend,
                 backend_config=config,
                 synchronous=True,
+                # Kubernetes: the project image, FROM the env image with the code; without it MLflow
+                # pushes the env image itself and the pod has no code to run.
+                build_image=sub.backend == "kubernetes",
             )
         except MlflowException as exc:
             message = _first_line(exc.message)

@@ -30,6 +30,8 @@ DATABRICKS_JOB = "sparkml_template/deploy/databricks_job.py"
 # What a staged project holds besides its MLproject and the entry scripts its commands name.
 STAGED_PATHS = ("sparkml_template", "data", "requirements.txt")
 DEFAULT_IMAGE = "pyspark-mlflow-template-env:latest"
+# Every Kubernetes command runs through it: MLflow leaves shell quotes in a Job's argv.
+KUBERNETES_ARGV = "sparkml_template/deploy/kube_argv.py"
 _SCRIPT = re.compile(r"^python\s+(\S+\.py)\b")
 
 
@@ -93,11 +95,15 @@ def databricks_mlproject(root: dict[str, Any], requirements: Path = REQUIREMENTS
 
 
 def kubernetes_mlproject(root: dict[str, Any], image: str = DEFAULT_IMAGE) -> dict[str, Any]:
-    """The ``docker_env`` variant: the image built from the Dockerfile carries the pinned deps."""
+    """The ``docker_env`` variant: the image built from the Dockerfile carries the pinned deps.
+
+    Each command runs through ``kube_argv.py``, which undoes the quotes MLflow's kubernetes
+    backend leaves in the pod's argv (``'local[*]'``, ``''``).
+    """
     return {
         "name": root["name"],
         "docker_env": {"image": image},
-        "entry_points": _entry_points(root),
+        "entry_points": _entry_points(root, command_prefix=KUBERNETES_ARGV),
     }
 
 

@@ -1,25 +1,27 @@
 """Kubernetes: the generated docker_env variant, the Job template and the Job MLflow's own code
-makes from it (validated against the Kubernetes schema), the dispatch checks, and, where a
-Docker engine runs, the image built from the Dockerfile running an entry point.
+makes from it (validated against the Kubernetes schema), the dispatch checks, and the CI a
+template user gets (the GitHub workflow through actionlint, the pre-commit configuration).
 
-No Kubernetes API server runs here: creating the Job and watching it are not tested."""
+The image built and run, `docker_env` and `mlflow run -b kubernetes` against a registry and an
+emulated API server: tests/e2e/test_kubernetes_job.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, only_run
+from conftest import PROJECT_ROOT, VENV_BIN, only_run
 
 from sparkml_template.deploy import dispatch
+from sparkml_template.deploy.kube_argv import unquote
+from sparkml_template.deploy.variants import KUBERNETES_ARGV as KUBE_ARGV
 from sparkml_template.deploy.variants import stage_variant
 from sparkml_template.errors import UserError
 
@@ -27,8 +29,7 @@ K8S_VERSION = "1.33"
 TEMPLATE = PROJECT_ROOT / "kubernetes" / "job-template.yaml"
 CONFIG = PROJECT_ROOT / "kubernetes" / "kubernetes_config.json"
 IMAGE = "registry.example.com/ml/pyspark-mlflow-template-env:1.0"
-DOCKER_BUILD = ("docker", "build", "--network", "host")
-DOCKER_RUN = ("docker", "run", "--rm", "--network", "host")
+WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "ci.yml"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -56,7 +57,8 @@ def test_variant_has_the_root_entry_points_and_a_docker_env(staged):
         assert [(p.name, p.type, p.default) for p in theirs.parameters.values()] == [
             (p.name, p.type, p.default) for p in entry.parameters.values()
         ]
-        assert theirs.compute_command(params, None) == entry.compute_command(params, None)
+        ours = entry.compute_command(params, None).replace("python ", f"python {KUBE_ARGV} ", 1)
+        assert theirs.compute_command(params, None) == ours
     assert (staged / "train.py").is_file() and (staged / "sparkml_template").is_dir()
     assert not (staged / ".venv").exists()
 
@@ -106,8 +108,36 @@ def test_the_job_mlflow_generates_is_valid(staged, monkeypatch):
     assert (env["MLFLOW_RUN_ID"], env["MLFLOW_EXPERIMENT_ID"]) == ("a" * 32, "7")
     assert env["SPARK_LOCAL_IP"] == "127.0.0.1"  # the template's own entries are kept
     assert DNS_LABEL.match(container["name"]) and len(job["metadata"]["name"]) <= 63
-    assert [shlex.split(part)[0] for part in container["command"]][:2] == ["python", "main.py"]
-    assert "s3a://bucket/my data.csv" in shlex.split(" ".join(container["command"]))
+    assert container["command"][:3] == ["python", KUBE_ARGV, "main.py"]
+    # MLflow leaves each value shell-quoted in the argv a runtime execs without a shell:
+    assert "'s3a://bucket/my data.csv'" in container["command"]
+
+
+def test_the_pod_argv_reaches_the_script_as_the_root_command_means_it(staged, tmp_path):
+    """kube_argv undoes MLflow's quoting: a script run through it in a pod gets the argv the
+    root MLproject's command line means (empty values, ``local[*]``, spaces, quotes)."""
+    from mlflow.projects import kubernetes as kb
+    from mlflow.projects._project_spec import load_project
+    from mlflow.projects.utils import get_entry_point_command
+
+    params = {"data": "s3a://bucket/my data.csv", "label": "it's", "master": "local[*]"}
+    project = load_project(str(staged))
+    pod_argv = kb._get_run_command(get_entry_point_command(project, "main", params, None))
+    root_line = get_entry_point_command(load_project(str(PROJECT_ROOT)), "main", params, None)
+    echo = tmp_path / "main.py"
+    echo.write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    argv = [a.replace("main.py", str(echo)) if a == "main.py" else a for a in pod_argv]
+    done = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, cwd=staged)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == shlex.split(root_line[0])[2:]
+    assert "" in json.loads(done.stdout) and "local[*]" in json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("value", ["", "local[*]", "a b", "it's", "plain", "'quoted'", "$HOME"])
+def test_kube_argv_unquote_inverts_shlex_quote_only(value):
+    assert unquote(shlex.quote(value)) == value
+    if value != "'quoted'":  # the one value that is itself a quoted form
+        assert unquote(value) == value  # an argv a shell already unquoted is left alone
 
 
 def test_kubernetes_config_is_accepted_by_mlflow(monkeypatch):
@@ -157,74 +187,46 @@ def test_submission_without_a_docker_engine_fails_cleanly(tracking, monkeypatch,
     assert run.data.tags["mlflow.project.backend"] == "kubernetes"
 
 
-# --- the image, where a Docker engine runs ---------------------------------------------------
+# --- the CI a template user gets ------------------------------------------------------------
 
 
-def _docker_unavailable() -> str | None:
-    if shutil.which("docker") is None:
-        return "no docker client on PATH"
-    try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        return "`docker info` timed out"
-    if info.returncode != 0:
-        return "no Docker engine is running (`docker info` failed)"
-    base = os.environ.get("SPARKML_TEMPLATE_BASE_IMAGE", "python:3.11-slim-bookworm")
-    found = subprocess.run(["docker", "image", "inspect", base], capture_output=True, timeout=30)
-    if found.returncode != 0:
-        return f"base image {base} is not available locally (set SPARKML_TEMPLATE_BASE_IMAGE)"
-    return None
+def test_the_github_workflow_passes_actionlint():
+    """actionlint (pinned in requirements-dev.txt) on .github/workflows: syntax, expressions,
+    action inputs, job graph; the workflow runs the suite and builds the image."""
+    workflows = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
+    assert workflows
+    lint = subprocess.run(
+        [str(VENV_BIN / "actionlint"), "-no-color", *map(str, workflows)],
+        capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    steps = [step.get("run", "") for step in jobs["test"]["steps"]]
+    assert ".ci/run" in steps
+    assert any("docker build" in step.get("run", "") for step in jobs["image"]["steps"])
 
 
-@pytest.mark.docker
-def test_image_builds_and_runs_an_entry_point(staged, tmp_path):
-    reason = _docker_unavailable()
-    if reason:
-        pytest.skip(reason)
-    from mlflow.projects._project_spec import load_project
-    from mlflow.projects.utils import get_entry_point_command
-    from mlflow.tracking import MlflowClient
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    broken = WORKFLOW.read_text().replace("runs-on: ubuntu-24.04", "runs-on: ${{ matrix.os }}", 1)
+    (tmp_path / "ci.yml").write_text(broken)
+    lint = subprocess.run(
+        [str(VENV_BIN / "actionlint"), "-no-color", str(tmp_path / "ci.yml")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert lint.returncode == 1 and "matrix" in lint.stdout
 
-    base = os.environ.get("SPARKML_TEMPLATE_BASE_IMAGE", "python:3.11-slim-bookworm")
-    env_image = "pyspark-mlflow-template-env:test"
-    build = subprocess.run(
-        [*DOCKER_BUILD, "--build-arg", f"BASE_IMAGE={base}", "-t", env_image, str(PROJECT_ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
-    # The project image, as MLflow's kubernetes backend builds it: FROM the env image + the code.
-    project_dir = stage_variant("kubernetes", tmp_path / "project", image=env_image)
-    (project_dir / "Dockerfile").write_text(
-        f"FROM {env_image}\nCOPY . /mlflow/projects/code\nWORKDIR /mlflow/projects/code\n"
-    )
-    project_image = "pyspark-mlflow-template:test"
-    subprocess.run(
-        [*DOCKER_BUILD, "-t", project_image, str(project_dir)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    store = tmp_path / "store"
-    store.mkdir(mode=0o777)
-    store.chmod(0o777)  # the container runs as uid 1000
-    uri = "sqlite:////store/mlflow.db"
-    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
-    experiment_id = client.create_experiment("k8s", artifact_location="file:///store/artifacts")
-    for path in store.iterdir():
-        path.chmod(0o666)  # the SQLite file this process made, for the container's uid 1000
-    project = load_project(str(project_dir))
-    (command,) = get_entry_point_command(project, "train", {"maxIter": "5"}, None)
-    env = ["-e", f"MLFLOW_TRACKING_URI={uri}", "-e", f"MLFLOW_EXPERIMENT_ID={experiment_id}"]
-    run = subprocess.run(
-        [*DOCKER_RUN, "-v", f"{store}:/store", *env, project_image, "sh", "-c", command],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    (result,) = MlflowClient(f"sqlite:///{store}/mlflow.db").search_runs([experiment_id])
-    assert result.info.status == "FINISHED"
-    assert result.data.tags["java.version"].startswith("17")
-    assert result.data.tags["python.version"].startswith("3.11.")
+
+def test_pre_commit_config_is_valid_and_uses_the_venv_tools():
+    """pre-commit's own validation; every hook runs a tool the venv has (no download)."""
+    config = PROJECT_ROOT / ".pre-commit-config.yaml"
+    check = subprocess.run(
+        [str(VENV_BIN / "pre-commit"), "validate-config", str(config)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    hooks = {h["id"]: h for r in yaml.safe_load(config.read_text())["repos"] for h in r["hooks"]}
+    assert {"ruff-check", "ruff-format", "lint-imports"} <= set(hooks)
+    for hook in hooks.values():
+        assert hook["language"] == "system"
+        tool = hook["entry"].split()[0]
+        assert tool.startswith(".venv/bin/") and (VENV_BIN / Path(tool).name).exists(), tool
