@@ -22,6 +22,11 @@ which no project can shorten; the table also gives (3) without it, against (1).
     python scripts/benchmark.py --large-rows 0   # shipped data only
     python scripts/benchmark.py --estimators     # 6 pairs on 1 M rows; gbt with maxIter=20
     python scripts/benchmark.py --estimators --only regression:linear
+    python scripts/benchmark.py --serving        # the served model: fast, Spark, scikit-learn
+
+With ``--serving``, ``mlflow models serve`` instead (scripts/bench_serving.py): cold start and
+p50/p99 latency for 1, 100 and 10,000 rows of the template's model in its fast and Spark forms,
+beside a scikit-learn model on the same data served the same way.
 """
 
 from __future__ import annotations
@@ -198,8 +203,15 @@ def main() -> None:
     parser.add_argument("--gbt-iter", type=int, default=20, help="gbt's maxIter (both sides)")
     parser.add_argument("--only", action="append", default=[], metavar="TASK:ESTIMATOR",
                         help="with --estimators: just these pairs (repeatable)")  # fmt: skip
+    parser.add_argument("--serving", action="store_true", help="mlflow models serve latency")
     args = parser.parse_args()
     warmup.main([])
+    if args.serving:
+        from bench_serving import run as bench_serving
+
+        print(f"Machine: {machine()}; one server at a time, sequential requests.\n")
+        print("\n".join(bench_serving()))
+        return
     if args.estimators:
         with tempfile.TemporaryDirectory() as tmp:
             only = {tuple(pair.split(":", 1)) for pair in args.only}

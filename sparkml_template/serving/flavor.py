@@ -5,8 +5,8 @@ saved pipeline converts (``fast_pipeline``) and scores the held-out rows as Spar
 (``parity``), makes the numpy scorer the model's ``python_function`` loader: shipped in the
 model's ``code/`` folder, so ``mlflow.pyfunc.load_model``, ``mlflow models serve`` and
 ``build-docker`` score without a JVM. The ``spark`` flavour stays as it was, for
-``mlflow.spark.load_model`` and batch scoring. Otherwise the model is the Spark form alone, and
-the outcome says why.
+``mlflow.spark.load_model`` and batch scoring. Otherwise pyfunc serves the Spark form (the
+MLmodel and the outcome say why), through the same shipped package.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ CODE_SUBDIR = "code"
 # The numpy form travels in the model's code folder under a name of its own, so that it never
 # shadows the project's package in a process that has both.
 SHIPPED_PACKAGE = "sparkml_fastform"
-FAST = "fast"  # the values of the serving-form tag
+FAST = fast_pipeline.FAST  # the values of the serving-form tag
 SPARK = "spark"
 
 
@@ -80,13 +80,15 @@ def save_model(
 
     mlflow.spark.save_model(spark_model, path, mlflow_model=mlflow_model, **kwargs)
     result = outcome if outcome is not None else Outcome()
-    if not fast:
+    if fast:
+        found = convert(Path(path), spark_model, parity_rows)
+        result.form, result.reason, result.parity = found.form, found.reason, found.parity
+    else:
         result.form, result.reason = SPARK, f"{fast_pipeline.SWITCH} is off"
+    if mlflow_model is None:
         return
-    found = convert(Path(path), spark_model, parity_rows)
-    result.form, result.reason, result.parity = found.form, found.reason, found.parity
-    if result.form != FAST or mlflow_model is None:
-        return
+    # Both forms load through the shipped package: the Spark one then takes a batch whose
+    # column is all null, which MLflow's own Spark pyfunc refuses (``spark_form``).
     code = Path(path) / CODE_SUBDIR
     code.mkdir(exist_ok=True)
     shipped = code / SHIPPED_PACKAGE
@@ -97,9 +99,13 @@ def save_model(
     conf = mlflow_model.flavors["python_function"]
     conf["loader_module"] = f"{SHIPPED_PACKAGE}.fast_pipeline"
     conf["code"] = CODE_SUBDIR
-    conf["fast_pipeline"] = {
-        "parity_rows": found.parity.rows if found.parity else 0,
-        "max_relative_difference": found.parity.max_relative_difference if found.parity else 0,
+    parity = result.parity
+    conf[fast_pipeline.CONF_KEY] = {
+        fast_pipeline.FORM_KEY: result.form,
+        "parity_rows": parity.rows if parity else 0,
+        "max_relative_difference": parity.max_relative_difference if parity else 0,
         "spark_form": f"{fast_pipeline.SWITCH}=off when serving",
     }
+    if result.form != FAST:
+        conf[fast_pipeline.CONF_KEY]["why_spark"] = result.reason
     mlflow_model.save(str(Path(path) / MLMODEL_FILE_NAME))

@@ -124,15 +124,33 @@ def load_pipeline(path: str | os.PathLike[str]) -> FastPipeline:
     return FastPipeline(stages)
 
 
+CONF_KEY = "fast_pipeline"  # the MLmodel's python_function config this package reads
+FORM_KEY = "form"
+FAST = "fast"
+
+
 def switched_off(env: dict[str, str] | None = None) -> bool:
     value = (os.environ if env is None else env).get(SWITCH, "")
     return value.strip().lower() in OFF_VALUES
 
 
+def logged_form(path: str | os.PathLike[str]) -> str:
+    """The form the model was logged to serve (its MLmodel's ``fast_pipeline.form``): ``spark``
+    when its numpy form did not convert or disagreed with Spark; ``fast`` otherwise."""
+    import yaml
+
+    try:
+        mlmodel = yaml.safe_load((Path(path).parent / "MLmodel").read_text())
+        conf = mlmodel["flavors"]["python_function"].get(CONF_KEY) or {}
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return FAST
+    return str(conf.get(FORM_KEY, FAST))
+
+
 def _load_pyfunc(path: str) -> Any:
     """MLflow's pyfunc entry: ``path`` is the model's ``sparkml`` directory."""
-    if switched_off():
-        import mlflow.spark
+    if switched_off() or logged_form(path) != FAST:
+        from .spark_form import load_spark_form
 
-        return mlflow.spark._load_pyfunc(path)
+        return load_spark_form(path)
     return load_pipeline(path)

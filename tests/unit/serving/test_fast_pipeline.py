@@ -208,6 +208,39 @@ def test_the_logged_form_enforces_the_signature_and_answers_as_spark(
         assert by_spark.predict(rows.head(20)) == expected[:20]
 
 
+@pytest.mark.slow
+def test_the_spark_form_scores_a_one_row_batch_with_each_column_missing(
+    spark, fitted_models, datasets, tmp_path
+):
+    """Logged with its Spark form alone: pyfunc still loads it through the shipped package, and
+    a one-row batch whose column is absent or null (number, category, date) answers as that row
+    does inside a bigger batch. MLflow's own Spark pyfunc refuses it (the column is NullType)."""
+    from mlflow.models import Model
+
+    from sparkml_template.workflows.signature import serving_signature
+
+    fitted, _ = fitted_models[("wine", "linear")]
+    path, label = datasets["wine"]
+    target = tmp_path / "model"
+    options = {"signature": serving_signature(fitted), **REQUIREMENTS}
+    save_with_fast_form(fitted.model, str(target), mlflow_model=Model(), fast=False, **options)
+    served = mlflow.pyfunc.load_model(str(target))
+    assert served.loader_module == f"{SHIPPED_PACKAGE}.fast_pipeline"
+    assert fast_pipeline.logged_form(target / "sparkml") == SPARK
+
+    rows = pd.read_csv(path).drop(columns=[label]).head(8)
+    expected = fitted.model.transform(spark.createDataFrame(rows)).toPandas()["prediction"]
+    assert served.predict(rows) == list(expected)
+    optional = [c.name for c in options["signature"].inputs.inputs if not c.required]
+    assert {"count", "dose", "site"} <= set(optional)
+    for column in optional:  # a required column left out is refused by the signature, as it is
+        one = rows.head(1).drop(columns=[column])
+        batch = pd.concat([one, rows.iloc[1:]], ignore_index=True)  # there: null in row 0
+        assert served.predict(one) == served.predict(batch)[:1], column
+        present = rows.head(1).assign(**{column: None})  # present but null: typed by the signature
+        assert served.predict(present) == served.predict(one), column
+
+
 def test_a_stage_it_does_not_know_keeps_the_spark_form(spark, tmp_path):
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import Bucketizer, SQLTransformer, VectorAssembler
