@@ -89,6 +89,13 @@ class Estimator:
         """The MLproject parameters this estimator takes (the others it ignores)."""
         return tuple(p.name for p in self.params) + self.shared
 
+    def param(self, name: str) -> HyperParam:
+        """The entry's hyper-parameter ``name`` (a name the entry does not take: KeyError)."""
+        for param in self.params:
+            if param.name == name:
+                return param
+        raise KeyError(name)
+
     def spark_class(self, task: str) -> type:
         module, _, name = self.classes[task].rpartition(".")
         return getattr(importlib.import_module(module), name)

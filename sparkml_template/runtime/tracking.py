@@ -131,12 +131,12 @@ def preload_requirement_check() -> None:
 
 def end_run_failed(run_id: str, message: str, status: str = "FAILED") -> None:
     """End a run FAILED (or KILLED) with the one-line reason in ``ERROR_TAG`` (for the UI and
-    for callers that submitted it elsewhere)."""
-    from mlflow.tracking import MlflowClient
+    for callers that submitted it elsewhere). While the tracking server is away both wait in
+    the run's spool (``runtime.spool``)."""
+    from sparkml_template.runtime import spool
 
-    client = MlflowClient()
-    client.set_tag(run_id, ERROR_TAG, message[:MAX_TAG_LENGTH])
-    client.set_terminated(run_id, status)
+    log_batch(run_id, tags={ERROR_TAG: message[:MAX_TAG_LENGTH]})
+    spool.end_run(run_id, status)
 
 
 def log_batch(
@@ -145,36 +145,57 @@ def log_batch(
     metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
 ) -> None:
-    """One round trip for many values (the client splits over-long batches itself)."""
+    """One round trip for many values (the client splits over-long batches itself), through
+    the run's spool when the tracking server is remote: nothing is lost if it goes away."""
     import time
 
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
-
     now = int(time.time() * 1000)
-    MlflowClient().log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
-        params=[Param(k, str(v)) for k, v in (params or {}).items()],
-        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
-    )
+    records = [
+        *({"kind": "metric", "key": k, "value": float(v), "timestamp": now, "step": 0}
+          for k, v in (metrics or {}).items()),
+        *({"kind": "param", "key": k, "value": str(v)} for k, v in (params or {}).items()),
+        *({"kind": "tag", "key": k, "value": str(v), "timestamp": now}
+          for k, v in (tags or {}).items()),
+    ]  # fmt: skip
+    _log_points(run_id, records)
 
 
 def log_series(run_id: str, series: dict[str, list[float]]) -> None:
     """Step metrics (step 0, 1, ...) for each named series, in one batch call."""
     import time
 
-    from mlflow.entities import Metric
+    now = int(time.time() * 1000)
+    _log_points(
+        run_id,
+        [
+            {"kind": "metric", "key": name, "value": float(value), "timestamp": now, "step": step}
+            for name, values in series.items()
+            for step, value in enumerate(values)
+        ],
+    )
+
+
+def _log_points(run_id: str, records: list[dict[str, Any]]) -> None:
+    """Spooled for an HTTP tracking server; straight to a local store (nothing to survive)."""
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(name, float(value), now, step)
-        for name, values in series.items()
-        for step, value in enumerate(values)
-    ]
-    if metrics:
-        MlflowClient().log_batch(run_id, metrics=metrics)
+    from sparkml_template.runtime import spool
+
+    if not records:
+        return
+    uri = mlflow.get_tracking_uri()
+    if spool.spooled_uri(uri):
+        spool.log_records(run_id, records, uri)
+        return
+    MlflowClient().log_batch(
+        run_id,
+        metrics=[Metric(r["key"], r["value"], r["timestamp"], r["step"])
+                 for r in records if r["kind"] == "metric"],
+        params=[Param(r["key"], r["value"]) for r in records if r["kind"] == "param"],
+        tags=[RunTag(r["key"], r["value"]) for r in records if r["kind"] == "tag"],
+    )  # fmt: skip
 
 
 def _known_size(dataset: Any, rows: int | None) -> Any:
@@ -213,6 +234,8 @@ def log_dataset(
     else:
         dataset = mlflow.data.from_spark(df, path=source.uri, name=name, digest=digest)
     dataset = _known_size(dataset, rows)
+    if _spool_instead(dataset, context):
+        return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", INTEGER_HINT, UserWarning)
         try:
@@ -223,6 +246,24 @@ def log_dataset(
             if not any(text in str(exc) for text in _DUPLICATE_ROW):
                 raise
             mlflow.log_input(dataset, context=context)
+
+
+def _spool_instead(dataset: Any, context: str) -> bool:
+    """While the tracking server is away, the dataset input waits in the run's spool."""
+    import mlflow
+
+    from sparkml_template.runtime import spool
+
+    uri, run = mlflow.get_tracking_uri(), mlflow.active_run()
+    if run is None or not spool.spooled_uri(uri) or not spool.server_away(uri):
+        return False
+    try:  # MLflow's own conversion (private): if it moves, the input is sent as before
+        entity = dataset._to_mlflow_entity().to_dictionary()
+    except Exception:
+        return False
+    payload = json.dumps(entity).encode()
+    spool.log_file(run.info.run_id, uri, "input", dataset.name, payload, context=context)
+    return True
 
 
 def log_run_context(
@@ -252,10 +293,18 @@ def log_run_context(
 
 
 def log_json(obj: Any, artifact_file: str) -> None:
-    """A JSON artifact (through ``log_dict``, no temp files of ours)."""
+    """A JSON artifact (through ``log_dict`` for a local store, through the run's spool for a
+    tracking server, which may go away)."""
     import mlflow
 
-    mlflow.log_dict(obj, artifact_file)
+    from sparkml_template.runtime import spool
+
+    uri, run = mlflow.get_tracking_uri(), mlflow.active_run()
+    if run is None or not spool.spooled_uri(uri):
+        mlflow.log_dict(obj, artifact_file)
+        return
+    payload = json.dumps(obj, indent=2, default=str).encode()
+    spool.log_file(run.info.run_id, uri, "artifact", artifact_file, payload)
 
 
 def log_spark_model(

@@ -1,7 +1,9 @@
 """The ``tune`` workflow, hyper-parameter tuning: the estimator's grid from its entry in
 ``yours/estimators.py`` (a parameter given as a comma-separated string replaces its values),
-searched with Spark's own CrossValidator (numFolds >= 2) or TrainValidationSplit (numFolds = 1),
-``parallelism`` models at a time, on the task's gate metric (accuracy or r2).
+searched on the folds Spark's CrossValidator (numFolds >= 2) or TrainValidationSplit
+(numFolds = 1) makes, ``parallelism`` points at a time, on the task's gate metric (accuracy or
+r2). Each point is a child run logged when it finishes (``tune_points``), so a stopped search
+keeps its finished points and ``-P resume=<parent run id>`` completes it (``tune_resume``).
 
 The search sees only the training split (same ``testFraction`` and ``seed`` as ``train``); the
 winning values are then trained and logged by ``train.run_training`` in the parent run, so the
@@ -12,7 +14,10 @@ validating it a second time.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from sparkml_template.contract.dataset import DataSource
 from sparkml_template.contract.estimator_spec import (
     Estimator,
-    HyperParam,
     check_values,
     choose,
     grid_strings,
@@ -34,13 +38,33 @@ from sparkml_template.contract.names import (
     PREDICTION,
     PREDICTION_INDEX,
 )
-from sparkml_template.dataset.sources import resolve_source
+from sparkml_template.dataset.sources import content_digest, resolve_source
 from sparkml_template.errors import UserError
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.params import check_training_params
+from sparkml_template.runtime.preflight import check_tracking_server
 from sparkml_template.workflows.fitting import Validated, read_and_validate
 from sparkml_template.workflows.train import TrainingResult, run_training
+from sparkml_template.workflows.tune_points import (
+    GridPoint,
+    PointSearch,
+    fold_scores,
+    make_folds,
+    point_hash,
+)
+from sparkml_template.workflows.tune_resume import (
+    DIGEST_TAG,
+    PROCESS_TAG,
+    RESUMED_IN_TAG,
+    RESUMES_TAG,
+    SEARCH_TAG,
+    ResumeCheck,
+    check_resumable,
+    finished_children,
+    process_tag,
+    search_identity,
+)
 from sparkml_template.yours.data import split_labelled
 from sparkml_template.yours.estimators import ESTIMATORS
 from sparkml_template.yours.pipeline import build_pipeline
@@ -58,10 +82,20 @@ class TuningPlan:
     grid: dict[str, list[float]]
     # tune's comma-separated params outside the estimator's grid: their first value, fixed
     fixed: dict[str, float] = field(default_factory=dict)
+    # every other hyper-parameter the estimator takes, typed: what each point is fitted with
+    held: dict[str, Any] = field(default_factory=dict)
+    resume: ResumeCheck | None = None  # the stopped search this tune completes
+    digest: str | None = None  # the data's content digest, when known before Spark
+    launcher_run_id: str | None = None  # `mlflow run`'s own run, when it is not the parent
 
     @property
     def size(self) -> int:
         return math.prod(len(values) for values in self.grid.values())
+
+    @property
+    def resume_run_id(self) -> str | None:
+        """The run the runner starts instead of a new one: the parent being resumed."""
+        return self.resume.run_id if self.resume else None
 
 
 def cv_metric(task: str) -> str:
@@ -73,7 +107,8 @@ CV_METRIC = cv_metric(CLASSIFICATION)  # the classification search's metric name
 
 
 def prepare_tuning(params: dict[str, Any]) -> TuningPlan:
-    """Parse the grid and range-check every value with train's own checks (no Spark yet).
+    """Parse the grid and range-check every value with train's own checks (no Spark yet); with
+    ``resume``, check that the run named is a stopped search of the same data and grid.
 
     Hyper-parameters given as comma-separated strings (MLproject's tune regParam and
     elasticNetParam) that the estimator does not search are fixed at their first value; left
@@ -98,7 +133,29 @@ def prepare_tuning(params: dict[str, Any]) -> TuningPlan:
         )
     if params["parallelism"] < 1:
         raise UserError(f"parallelism must be >= 1, got {params['parallelism']}")
-    return TuningPlan(resolve_source(params["data"]), grid, fixed)
+    source = resolve_source(params["data"])
+    held = {
+        name: entry.param(name).type(numeric[name]) if name not in entry.shared else numeric[name]
+        for name in entry.used_params
+        if name not in grid
+    }
+    plan = TuningPlan(source, grid, fixed, held)
+    resume = str(params.get("resume") or "").strip()
+    if not resume:
+        return plan
+    check_tracking_server()  # before the store is asked about the run
+    digest = content_digest(source)
+    identity = search_identity(params, grid, held)
+    launcher = os.environ.get("MLFLOW_RUN_ID")
+    return TuningPlan(
+        source,
+        grid,
+        fixed,
+        held,
+        resume=check_resumable(resume, identity, digest),
+        digest=digest,
+        launcher_run_id=launcher if launcher and launcher != resume else None,
+    )
 
 
 def _table_defaults(entry: Estimator, params: dict[str, Any]) -> dict[str, Any]:
@@ -111,72 +168,118 @@ def _table_defaults(entry: Estimator, params: dict[str, Any]) -> dict[str, Any]:
     return numbers
 
 
-def search_grid(
-    params: dict[str, Any], plan: TuningPlan, validated: Validated
-) -> list[dict[str, float]]:
-    """Fit every combination with Spark's validator on ``validated`` data's training split; one
-    result row per combination."""
+def evaluator_for(task: str) -> Any:
+    """Spark's evaluator of the task's gate metric, on the pipeline's own columns."""
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator, RegressionEvaluator
-    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
 
-    label, fraction = params["label"], params["testFraction"]
-    raw, profile = validated.data, validated.profile
-    # The same split as train's (same data, fraction and seed): the test rows stay unseen.
-    train, _ = split_labelled(raw, label, fraction, params["seed"])
-    first = {n: v[0] for n, v in plan.grid.items()}
+    metric = GATES[task].metric
+    if task == CLASSIFICATION:
+        return MulticlassClassificationEvaluator(
+            labelCol=LABEL_INDEX, predictionCol=PREDICTION_INDEX, metricName=metric
+        )
+    return RegressionEvaluator(labelCol=LABEL_VALUE, predictionCol=PREDICTION, metricName=metric)
+
+
+def grid_points(
+    params: dict[str, Any], plan: TuningPlan, validated: Validated
+) -> tuple[Any, list[GridPoint]]:
+    """The pipeline and every combination in ParamGridBuilder's order (CrossValidator's)."""
+    from pyspark.ml.tuning import ParamGridBuilder
+
     entry = choose(ESTIMATORS, params["estimator"])
+    first = {n: v[0] for n, v in plan.grid.items()}
     values = {**_table_defaults(entry, params), **plan.fixed, **first}
-    pipeline = build_pipeline(profile, label, values)
-    spark_class = entry.spark_class(profile.task)
+    pipeline = build_pipeline(validated.profile, params["label"], values)
+    spark_class = entry.spark_class(validated.profile.task)
     estimator = next(s for s in pipeline.getStages() if isinstance(s, spark_class))
     builder = ParamGridBuilder()
-    for name, values in plan.grid.items():
-        spark_param = estimator.getParam(_spec(entry, name).spark)
-        builder.addGrid(spark_param, [_typed(entry, name, v) for v in values])
-    maps = builder.build()
-    gate = GATES[profile.task]
-    if profile.task == CLASSIFICATION:
-        evaluator: Any = MulticlassClassificationEvaluator(
-            labelCol=LABEL_INDEX, predictionCol=PREDICTION_INDEX, metricName=gate.metric
-        )
-    else:
-        evaluator = RegressionEvaluator(
-            labelCol=LABEL_VALUE, predictionCol=PREDICTION, metricName=gate.metric
-        )
-    metric = cv_metric(profile.task)
-    options: dict[str, Any] = {
-        "estimator": pipeline,
-        "estimatorParamMaps": maps,
-        "evaluator": evaluator,
-        "parallelism": params["parallelism"],
-        "seed": params["seed"],
+    for name, grid_values in plan.grid.items():
+        spark_param = estimator.getParam(entry.param(name).spark)
+        builder.addGrid(spark_param, [entry.param(name).type(v) for v in grid_values])
+    points = []
+    for index, param_map in enumerate(builder.build()):
+        typed = {n: param_map[estimator.getParam(entry.param(n).spark)] for n in plan.grid}
+        shown = {n: float(v) for n, v in typed.items()}
+        points.append(GridPoint(index, shown, param_map, point_hash({**plan.held, **typed})))
+    return pipeline, points
+
+
+def _mark_search(run_id: str, params: dict[str, Any], plan: TuningPlan, digest: str | None) -> None:
+    """What the search is, on the parent, before its first point: what a resume compares."""
+    tags = {
+        SEARCH_TAG: json.dumps(search_identity(params, plan.grid, plan.held), sort_keys=True),
+        DIGEST_TAG: digest or "",
+        PROCESS_TAG: process_tag(),
     }
-    if params["numFolds"] >= 2:
-        fitted = CrossValidator(numFolds=params["numFolds"], **options).fit(train)
-        scores, stds = fitted.avgMetrics, fitted.stdMetrics
-    else:
-        fitted = TrainValidationSplit(**options).fit(train)
-        scores, stds = fitted.validationMetrics, []
-    rows = []
-    for i, param_map in enumerate(maps):
-        row = {
-            name: float(param_map[estimator.getParam(_spec(entry, name).spark)])
-            for name in plan.grid
-        }
-        row[metric] = float(scores[i])
-        if stds:
-            row[f"{metric}_std"] = float(stds[i])
-        rows.append(row)
-    return rows
+    if plan.resume is not None:
+        tags[RESUMES_TAG] = str(plan.resume.resumes + 1)
+    tracking.log_batch(run_id, tags=tags)
+    if plan.launcher_run_id:  # `mlflow run`'s own run: say where the work went
+        tracking.log_batch(
+            plan.launcher_run_id,
+            tags={
+                RESUMED_IN_TAG: run_id,
+                "mlflow.note.content": f"This launch resumed the tune search of run {run_id}; "
+                "its points, best model and report are logged there.",
+            },
+        )
 
 
-def _spec(entry: Estimator, name: str) -> HyperParam:
-    return next(p for p in entry.params if p.name == name)
+def search(
+    spark: SparkSession, params: dict[str, Any], plan: TuningPlan, validated: Validated, run_id: str
+) -> tuple[list[dict[str, float]], list[str]]:
+    """Every point's row and child run id, in grid order: those a resumed parent finished,
+    then the others, searched now and logged one by one as they finish."""
+    from mlflow.tracking import MlflowClient
 
+    pipeline, points = grid_points(params, plan, validated)
+    metric = cv_metric(validated.profile.task)
+    experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+    say = console()
+    rows: dict[int, dict[str, float]] = {}
+    child_ids: dict[int, str] = {}
+    if plan.resume is not None:
+        done, orphans = finished_children(experiment_id, run_id, points, metric)
+        for child in orphans:  # left RUNNING by a process that died: it is searched again
+            MlflowClient().set_terminated(child.info.run_id, "KILLED")
+        for index, child in done.items():
+            logged = child.data.metrics
+            kept = {k: logged[k] for k in (metric, f"{metric}_std") if k in logged}
+            rows[index] = {**points[index].values, **kept}  # as the point's search made it
+            child_ids[index] = child.info.run_id
+        say.say(
+            f"resume: {len(done)} of {len(points)} points already finished in run {run_id}; "
+            f"searching {len(points) - len(done)}"
+        )
+    pending = [p for p in points if p.index not in rows]
+    cross_validated = params["numFolds"] >= 2
+    train, _ = split_labelled(
+        validated.data, params["label"], params["testFraction"], params["seed"]
+    )
+    folds = make_folds(train, params["numFolds"], params["seed"]) if pending else None
+    evaluator = evaluator_for(validated.profile.task)
 
-def _typed(entry: Estimator, name: str, value: float) -> Any:
-    """A grid value as Spark's param wants it: int for the int parameters (numTrees, ...)."""
-    return _spec(entry, name).type(value)
+    def score(point: GridPoint, stop: Any) -> list[float]:
+        assert folds is not None
+        return fold_scores(pipeline, evaluator, folds, point, stop)
+
+    runner = PointSearch(
+        spark, experiment_id, run_id, metric, cross_validated, score, params["parallelism"]
+    )
+
+    def finished(point: GridPoint) -> None:
+        value = runner.rows[point.index][metric]
+        say.say(f"point {point.index + 1}/{len(points)} {point.name}: {metric} {value:.4f}")
+
+    try:
+        runner.run(pending, finished)
+    finally:
+        if folds is not None:
+            folds.release()
+    rows.update(runner.rows)
+    child_ids.update(runner.child_ids)
+    order = sorted(rows)
+    return [rows[i] for i in order], [child_ids[i] for i in order]
 
 
 def save_grid_plot(rows: list[dict[str, float]], grid: list[str], path: Path) -> Path:
@@ -210,21 +313,16 @@ def save_grid_plot(rows: list[dict[str, float]], grid: list[str], path: Path) ->
     return path
 
 
-def log_search(run_id: str, rows: list[dict[str, float]], grid: list[str]) -> dict[str, float]:
-    """One nested child run per combination, then the parent's table, plot and best values."""
+def log_results(
+    run_id: str, rows: list[dict[str, float]], child_ids: list[str], grid: list[str]
+) -> dict[str, float]:
+    """The parent's results table, plot and best values (the first best in grid order, as
+    CrossValidator picks it); the child runs are already logged."""
     import tempfile
 
     import mlflow
 
     metric = next(k for k in rows[0] if k.startswith("cv_") and not k.endswith("_std"))
-    child_ids = []
-    for row in rows:
-        grid_values = {name: row[name] for name in grid}
-        run_name = " ".join(f"{k}={v:g}" for k, v in grid_values.items())
-        with mlflow.start_run(run_name=run_name, nested=True) as child:
-            metrics = {k: v for k, v in row.items() if k not in grid}
-            tracking.log_batch(child.info.run_id, params=grid_values, metrics=metrics)
-            child_ids.append(child.info.run_id)
     best_index = max(range(len(rows)), key=lambda i: rows[i][metric])
     best = rows[best_index]
     table = {key: [r.get(key) for r in rows] for key in rows[0]}
@@ -250,17 +348,21 @@ def run_tuning(
     The data is read, cached and validated once: the search and the refit both use it.
     """
     kind = "cross-validation" if params["numFolds"] >= 2 else "train-validation split"
-    validated = read_and_validate(spark, params, plan.source, cache=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = None if plan.resume else pool.submit(content_digest, plan.source)  # while read
+        validated = read_and_validate(spark, params, plan.source, cache=True)
+        data_digest = plan.digest if hashing is None else hashing.result()
     try:
+        _mark_search(run_id, params, plan, data_digest)
         with console().phase("search the grid", f"{plan.size} combinations, {kind}") as phase:
-            rows = search_grid(params, plan, validated)
+            rows, child_ids = search(spark, params, plan, validated, run_id)
             metric = next(k for k in rows[0] if k.startswith("cv_") and not k.endswith("_std"))
             best_row = max(rows, key=lambda r: r[metric])
             phase.done(f"best {metric} {best_row[metric]:.4f}")
         grid = list(plan.grid)
-        best = log_search(run_id, rows, grid)
+        best = log_results(run_id, rows, child_ids, grid)
         entry = choose(ESTIMATORS, params["estimator"])
-        chosen = {n: _typed(entry, n, best[n]) for n in grid}
+        chosen = {n: entry.param(n).type(best[n]) for n in grid}
         values = {**_table_defaults(entry, params), **plan.fixed, **chosen}
         return run_training(spark, values, plan.source, run_id, validated)
     finally:

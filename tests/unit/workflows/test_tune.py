@@ -1,17 +1,46 @@
-"""The `tune` entry point: grid parsing and range checks (no Spark), one in-process search with
-TrainValidationSplit and registration (`mlflow run -e tune` with CrossValidator:
-tests/e2e/test_cli_lifecycle.py)."""
+"""The `tune` entry point: grid parsing and range checks (no Spark), each point scored exactly as
+Spark's CrossValidator and TrainValidationSplit score it, the refusals of a resume, one
+in-process search with TrainValidationSplit and registration (`mlflow run -e tune` with
+CrossValidator: tests/e2e/test_cli_lifecycle.py; a search killed and resumed:
+tests/e2e/test_tune_resume.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import socket
+import subprocess
+import sys
+import threading
 
 import pytest
 from lifecycle_support import child_runs, module_tracking, newest_run, run_script
 
+from sparkml_template.dataset.sources import content_digest
 from sparkml_template.errors import UserError
 from sparkml_template.runtime.params import parse_params
-from sparkml_template.workflows.tune import CV_METRIC, parse_grid, prepare_tuning
+from sparkml_template.workflows.fitting import read_and_validate
+from sparkml_template.workflows.tune import (
+    CV_METRIC,
+    evaluator_for,
+    grid_points,
+    parse_grid,
+    prepare_tuning,
+)
+from sparkml_template.workflows.tune_points import (
+    POINT_HASH_TAG,
+    fold_scores,
+    make_folds,
+    point_hash,
+    summarise,
+)
+from sparkml_template.workflows.tune_resume import (
+    DIGEST_TAG,
+    PROCESS_TAG,
+    SEARCH_TAG,
+    search_identity,
+)
+from sparkml_template.yours.data import split_labelled
 from sparkml_template.yours.estimators import ESTIMATORS
 
 NAME = "bc_tuned"
@@ -61,6 +90,148 @@ def test_bad_grids_are_one_line(argv, message):
     assert "\n" not in str(info.value)
 
 
+def test_a_point_hash_is_the_sha256_of_its_sorted_json():
+    expected = hashlib.sha256(b'{"maxIter": 5, "regParam": 0.1}').hexdigest()
+    assert point_hash({"regParam": 0.1, "maxIter": 5}) == expected
+    assert point_hash({"maxIter": 5, "regParam": 0.1}) == expected
+    assert point_hash({"maxIter": 5.0, "regParam": 0.1}) != expected  # the type is part of it
+
+
+@pytest.mark.parametrize("num_folds", [3, 1])
+def test_each_point_scores_what_spark_validators_score(spark, num_folds):
+    """The per-point loop against Spark's own CrossValidator (3 folds) and TrainValidationSplit
+    (1) on the same pipeline, grid, data and seed: the same metric, to the last bit."""
+    from pyspark.ml.tuning import CrossValidator, TrainValidationSplit
+
+    argv = ["--regParam", "0.0,1.0", "--elasticNetParam", "1.0", "--maxIter", "5"]
+    params, _ = parse_params("tune", [*argv, "--numFolds", str(num_folds)])
+    plan = prepare_tuning(params)
+    validated = read_and_validate(spark, params, plan.source, cache=True)
+    try:
+        pipeline, points = grid_points(params, plan, validated)
+        train, _ = split_labelled(validated.data, "diagnosis", params["testFraction"], 42)
+        evaluator = evaluator_for(validated.profile.task)
+        folds, stop = make_folds(train, num_folds, 42), threading.Event()
+        try:
+            ours = [
+                summarise(fold_scores(pipeline, evaluator, folds, p, stop), "m", num_folds > 1)
+                for p in points
+            ]
+        finally:
+            folds.release()
+        options = {
+            "estimator": pipeline,
+            "estimatorParamMaps": [p.param_map for p in points],
+            "evaluator": evaluator,
+            "seed": 42,
+            "parallelism": 1,
+        }
+        if num_folds > 1:
+            fitted = CrossValidator(numFolds=num_folds, **options).fit(train)
+            assert [o["m_std"] for o in ours] == [float(v) for v in fitted.stdMetrics]
+            theirs = fitted.avgMetrics
+        else:
+            theirs = TrainValidationSplit(**options).fit(train).validationMetrics
+    finally:
+        validated.data.unpersist()
+    assert [o["m"] for o in ours] == [float(v) for v in theirs]
+    assert ours[0]["m"] > ours[1]["m"]  # regParam=1 with pure L1 zeroes every coefficient
+
+
+RESUME_ARGV = ["--regParam", "0.0,1.0", "--elasticNetParam", "0.0", "--maxIter", "5"]
+
+
+def _tune_parent(store, argv=RESUME_ARGV, status="KILLED", experiment_id=None, **tags):
+    """A stopped tune parent as the search marks it (its search and data digest tags)."""
+    params, _ = parse_params("tune", argv)
+    plan = prepare_tuning(params)
+    marks = {
+        SEARCH_TAG: json.dumps(search_identity(params, plan.grid, plan.held)),
+        DIGEST_TAG: content_digest(plan.source),
+        **tags,
+    }
+    client = store.client()
+    run = client.create_run(experiment_id or store.experiment_id, tags=marks)
+    client.set_terminated(run.info.run_id, status)
+    return run.info.run_id
+
+
+def _resume(run_id, *argv):
+    params, _ = parse_params("tune", [*RESUME_ARGV, *argv, "--resume", run_id])
+    return prepare_tuning(params)
+
+
+def test_a_resume_of_the_same_search_names_its_parent(store, monkeypatch):
+    parent = _tune_parent(store, status="RUNNING")  # SIGKILLed: never ended
+    plan = _resume(parent, "--parallelism", "1", "--master", "local[1]")  # may differ
+    assert plan.resume_run_id == parent and plan.resume.resumes == 0
+    assert plan.digest == content_digest(plan.source) and plan.launcher_run_id is None
+    # under `mlflow run`, the CLI's own run is remembered, to say where the work went
+    launcher = store.client().create_run(store.experiment_id).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
+    plan = _resume(parent)
+    assert plan.resume_run_id == parent and plan.launcher_run_id == launcher
+
+
+@pytest.mark.parametrize(
+    ("parent_argv", "given", "message"),
+    [
+        (RESUME_ARGV, ["--regParam", "0.0,0.5"], "searched a different grid"),
+        (RESUME_ARGV, ["--maxIter", "6"], "searched a different fixed (maxIter: 5 there, 6 here)"),
+        (RESUME_ARGV, ["--seed", "7"], "searched a different settings (seed: 42 there, 7 here)"),
+        (RESUME_ARGV, ["--numFolds", "2"], "searched a different settings (numFolds"),
+    ],
+)
+def test_a_resume_of_another_search_is_one_line(store, parent_argv, given, message):
+    parent = _tune_parent(store, parent_argv)
+    with pytest.raises(UserError) as info:
+        _resume(parent, *given)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_resume_refusals(store, tmp_path):
+    client = store.client()
+    with pytest.raises(UserError, match="resume: no run 'nope' in the tracking store"):
+        _resume("nope")
+    plain = client.create_run(store.experiment_id).info.run_id
+    with pytest.raises(UserError, match="is not a tune search"):
+        _resume(plain)
+    other_data = _tune_parent(store, **{DIGEST_TAG: "0123456789abcdef"})
+    with pytest.raises(UserError, match=r"searched other data \(content digest 0123456789abcdef"):
+        _resume(other_data)
+    finished = _tune_parent(store, status="FINISHED")
+    with pytest.raises(UserError, match="finished its search; nothing to resume"):
+        _resume(finished)
+    elsewhere = client.create_experiment("elsewhere", artifact_location=tmp_path.as_uri())
+    moved = _tune_parent(store, experiment_id=elsewhere)
+    with pytest.raises(UserError, match=f"is in experiment {elsewhere}, not this one"):
+        _resume(moved)
+    # a search still running in a live process on this host
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "tune"])
+    try:
+        running = _tune_parent(
+            store, status="RUNNING", **{PROCESS_TAG: f"{socket.gethostname()}:{live.pid}"}
+        )
+        with pytest.raises(UserError, match=f"still being searched by process {live.pid}"):
+            _resume(running)
+    finally:
+        live.kill()
+        live.wait()
+    _resume(running)  # once that process is gone, it resumes
+
+
+def test_a_refused_resume_fails_its_own_run_and_leaves_the_parent_alone(store, capsys):
+    parent = _tune_parent(store)
+    code = run_script("tune", *RESUME_ARGV, "--seed", "7", "--resume", parent)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"tune: error: resume: run {parent} searched a different settings" in err
+    assert "Traceback" not in err
+    failed = newest_run(store)
+    assert failed.info.run_id != parent and failed.info.status == "FAILED"
+    assert store.client().get_run(parent).info.status == "KILLED"
+
+
 def test_empty_grid_fails_the_run(store, capsys):
     assert run_script("tune", "--regParam", ",") == 2
     err = capsys.readouterr().err
@@ -96,6 +267,8 @@ def test_tune_logs_children_best_params_table_plot_and_registers(store, tmp_path
         for c in children
     }
     assert grid == {(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)}
+    assert len({c.data.tags[POINT_HASH_TAG] for c in children}) == 4  # logged as they finish
+    assert all(c.info.status == "FINISHED" for c in children)
     scores = {c.info.run_id: c.data.metrics[CV_METRIC] for c in children}
     # regParam=1 with a pure L1 penalty zeroes every coefficient: that child must score worst
     worst = min(children, key=lambda c: scores[c.info.run_id])
