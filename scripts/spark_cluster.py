@@ -1,4 +1,5 @@
-"""Start and stop a Spark standalone cluster (one master, N workers) on 127.0.0.1.
+"""Start and stop a Spark standalone cluster (one master, N workers), on 127.0.0.1 or on
+separate hosts (a network namespace each, ``--hosts``).
 
 The pip-installed pyspark ships ``bin/spark-class`` but not Spark's ``sbin/start-master.sh``, so
 this runs ``org.apache.spark.deploy.master.Master`` and ``...worker.Worker`` through spark-class
@@ -8,14 +9,18 @@ itself, records their PIDs in a state directory, and stops them by those PIDs.
     mlflow run . -P master=spark://127.0.0.1:7077 --env-manager local
     python scripts/spark_cluster.py stop
 
+    python scripts/spark_cluster.py start --hosts --workers 3 --slow-worker 2 --cpu-quota 0.5
+    SPARK_CONF_DIR=<state dir>/conf mlflow run . -P master=spark://198.51.100.10:7077 ...
+
 Executors get this interpreter (``PYSPARK_PYTHON``, and its directory first on ``PATH``) so the
-Python side of Spark matches the driver's. Every wait is bounded; on any failure the processes
-already started are stopped again.
+Python side of Spark matches the driver's; with ``--hosts``, ``--worker-python N=PATH`` gives
+worker N another one. Every wait is bounded; on any failure what was started is removed again.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -35,8 +40,19 @@ DEFAULT_STATE_DIR = Path(tempfile.gettempdir()) / "pyspark-mlflow-template-clust
 STATE_FILE = "cluster.json"
 
 
-class ClusterError(Exception):
-    """The cluster could not be started or stopped; the message is one line for the user."""
+def _sibling(name: str):
+    """A module next to this script (scripts are not a package; tests load them by path)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+netns = _sibling("netns_hosts")
+ClusterError = netns.ClusterError
 
 
 @dataclass
@@ -48,6 +64,10 @@ class Cluster:
     state_dir: str
     master_pid: int
     worker_pids: list[int] = field(default_factory=list)
+    # --hosts only: each daemon's namespace, address, interpreter and CPU limit, and the
+    # SPARK_CONF_DIR a driver on this machine uses to be reachable from them.
+    hosts: list[dict] = field(default_factory=list)
+    conf_dir: str = ""
 
     @property
     def pids(self) -> list[int]:
@@ -80,10 +100,10 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def daemon_env(python: str) -> dict[str, str]:
+def daemon_env(python: str, address: str = LOOPBACK) -> dict[str, str]:
     """Environment of the master and workers; executors inherit the workers'."""
     env = dict(os.environ)
-    env["SPARK_LOCAL_IP"] = LOOPBACK
+    env["SPARK_LOCAL_IP"] = address
     env["PYSPARK_PYTHON"] = python
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     # Spark would otherwise try port+1, port+2...: fail instead, on the port we were given.
@@ -93,11 +113,13 @@ def daemon_env(python: str) -> dict[str, str]:
     return env
 
 
-def launch(args: list[str], log: Path, env: dict[str, str]) -> int:
-    """Start one daemon in its own process group (so its executors stop with it)."""
+def launch(args: list[str], log: Path, env: dict[str, str], host=None) -> int:
+    """Start one daemon in its own process group (so its executors stop with it), inside
+    ``host``'s namespace and cgroup when given."""
+    command = [str(spark_class()), *args]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [str(spark_class()), *args],
+            command if host is None else netns.command_in(host, command),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -109,8 +131,9 @@ def launch(args: list[str], log: Path, env: dict[str, str]) -> int:
 
 def master_status(webui_url: str, timeout: float = 2.0) -> dict | None:
     """The master's own JSON status page, or None while it is not answering."""
+    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a local address
     try:
-        with urllib.request.urlopen(f"{webui_url}/json/", timeout=timeout) as resp:
+        with no_proxy.open(f"{webui_url}/json/", timeout=timeout) as resp:
             return json.load(resp)
     except (OSError, ValueError):
         return None
@@ -200,6 +223,76 @@ def start_cluster(
     return cluster
 
 
+def start_hosts_cluster(
+    state_dir: Path = DEFAULT_STATE_DIR,
+    workers: int = 3,
+    cores: int = 1,
+    memory: str = "1g",
+    python: str = sys.executable,
+    worker_python: dict[int, str] | None = None,
+    cpu_quota: dict[int, float] | None = None,
+    timeout: float = 120.0,
+) -> Cluster:
+    """Start the master and ``workers`` workers, each in a network namespace of its own.
+
+    ``worker_python`` maps a worker's number (1-based) to its executors' interpreter,
+    ``cpu_quota`` to the cores its processes may use. Leftovers of a killed run are removed
+    first; whatever this start created is removed again if it fails.
+    """
+    state_dir = Path(state_dir).resolve()
+    worker_python, cpu_quota = worker_python or {}, cpu_quota or {}
+    if (state_dir / STATE_FILE).exists():
+        raise ClusterError(f"a cluster is already recorded in {state_dir}; stop it first")
+    if not 1 <= workers <= 200 or cores < 1:
+        raise ClusterError("--workers must be 1 to 200 and --cores at least 1")
+    unknown = sorted((set(worker_python) | set(cpu_quota)) - set(range(1, workers + 1)))
+    if unknown:
+        raise ClusterError(f"there is no worker {unknown[0]} among {workers} workers")
+    missing = [exe for exe in worker_python.values() if not Path(exe).is_file()]
+    if missing:
+        raise ClusterError(f"worker interpreter {missing[0]} does not exist")
+    netns.check_permitted(cpu_limits=bool(cpu_quota))
+    netns.remove_all()  # what a killed run left behind
+    master = netns.Host(f"{netns.PREFIX}master", netns.MASTER_ADDRESS)
+    nodes = [netns.worker_host(i, cpu_quota.get(i)) for i in range(1, workers + 1)]
+    logs, conf = state_dir / "logs", state_dir / "conf"
+    for folder in (logs, state_dir / "work"):
+        folder.mkdir(parents=True, exist_ok=True)
+    master_url = f"spark://{master.address}:7077"
+    cluster = Cluster(master_url, f"http://{master.address}:8080", str(state_dir), 0)
+    cluster.conf_dir = str(netns.driver_conf(conf, workers * cores))
+    try:
+        netns.create([master, *nodes])
+        args = [MASTER_CLASS, "--host", master.address, "--port", "7077", "--webui-port", "8080"]
+        env = daemon_env(python, master.address)
+        cluster.master_pid = launch(args, logs / "master.log", env, master)
+        cluster.hosts.append({"name": master.name, "address": master.address, "role": "master"})
+        save_state(cluster)
+        for i, node in enumerate(nodes, start=1):
+            exe = worker_python.get(i, python)
+            work = state_dir / "work" / node.name  # executors' scratch space and logs
+            args = [WORKER_CLASS, master_url, "--host", node.address, "--webui-port", "8081"]
+            args += ["--cores", str(cores), "--memory", memory, "--work-dir", str(work)]
+            env = daemon_env(exe, node.address)
+            pid = launch(args, logs / f"worker-{i}.log", env, node)
+            cluster.worker_pids.append(pid)
+            cluster.hosts.append(
+                {"name": node.name, "address": node.address, "role": "worker", "pid": pid}
+                | {"python": exe, "cpu_quota": node.cpu_quota}
+            )
+            save_state(cluster)
+        status = wait_for_workers(cluster, workers, timeout, logs)
+        seen = sorted(w["host"] for w in status["workers"] if w.get("state") == "ALIVE")
+        if seen != sorted(node.address for node in nodes):
+            raise ClusterError(f"workers registered as {seen}, not at their own addresses")
+    except BaseException:
+        if (state_dir / STATE_FILE).exists():
+            stop_cluster(state_dir)
+        netns.remove_all()
+        raise
+    return cluster
+
+
 def save_state(cluster: Cluster) -> None:
     path = Path(cluster.state_dir) / STATE_FILE
     path.write_text(json.dumps(asdict(cluster), indent=2))
@@ -234,7 +327,20 @@ def stop_cluster(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 15.0) -> 
     for pid in cluster.pids:
         stop_pid(pid, timeout)
     (Path(state_dir) / STATE_FILE).unlink()
+    if cluster.hosts:
+        netns.remove_all(timeout)
     return cluster.pids
+
+
+def worker_pythons(specs: list[str]) -> dict[int, str]:
+    """``["2=/venv/bin/python"]`` -> ``{2: "/venv/bin/python"}``."""
+    chosen = {}
+    for spec in specs:
+        number, sep, path = spec.partition("=")
+        if not (sep and number.isdigit() and path):
+            raise ClusterError(f"--worker-python expects N=PATH, got {spec!r}")
+        chosen[int(number)] = path
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,9 +354,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webui-port", type=int, default=8080)
     parser.add_argument("--python", default=sys.executable, help="interpreter for executors")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for workers")
+    hosts = parser.add_argument_group("separate hosts (root; a network namespace per daemon)")
+    hosts.add_argument("--hosts", action="store_true", help="master and workers on own addresses")
+    hosts.add_argument("--slow-worker", type=int, action="append", default=[], metavar="N",
+                       help="limit worker N's CPU to --cpu-quota cores (repeatable)")  # fmt: skip
+    hosts.add_argument("--cpu-quota", type=float, default=0.5, help="cores of a slow worker")
+    hosts.add_argument("--worker-python", action="append", default=[], metavar="N=PATH",
+                       help="interpreter for worker N's executors (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        if args.command == "start":
+        if args.command == "start" and args.hosts:
+            cluster = start_hosts_cluster(
+                args.state_dir,
+                args.workers,
+                args.cores,
+                args.memory,
+                args.python,
+                worker_pythons(args.worker_python),
+                {n: args.cpu_quota for n in args.slow_worker},
+                args.timeout,
+            )
+            workers = " ".join(h["address"] for h in cluster.hosts if h["role"] == "worker")
+            print(f"master {cluster.master_url}  web UI {cluster.webui_url}  workers {workers}")
+            print(f"drivers on this machine: SPARK_CONF_DIR={cluster.conf_dir}")
+        elif args.command == "start":
             cluster = start_cluster(
                 args.state_dir,
                 args.workers,
@@ -264,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"master {cluster.master_url}  web UI {cluster.webui_url}")
         elif args.command == "stop":
             stopped = stop_cluster(args.state_dir)
+            if args.hosts and not stopped:  # no record, but maybe leftovers of a killed run
+                stopped = netns.remove_all()["pids"]
             print(f"stopped pids {stopped}" if stopped else f"no cluster in {args.state_dir}")
         else:
             cluster = load_state(args.state_dir)

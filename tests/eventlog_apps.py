@@ -11,6 +11,11 @@ other (one JVM start) and writes ``OUT_DIR/manifest.json``:
   ``spark.eventLog.compress=false``.
 - ``retry``: master ``local[2,3]`` (3 attempts per task); partition 1 fails on attempt 0.
 
+``python tests/eventlog_apps.py OUT_DIR lost`` instead runs ``lost`` alone: master
+``local-cluster[2,1,1024]`` (two real executor JVMs); a shuffle whose reduce task
+``KILL_PARTITION`` ``kill -9``s its own executor JVM on its first attempt, so the log holds a
+real executor loss, the tasks it failed and the re-runs.
+
 ``shared_manifest`` runs it once per test session and hands the manifest to the tests.
 """
 
@@ -31,6 +36,8 @@ SECRET = "s3cr3t-VALUE-4bX9"
 SKEW_ROWS = [4, 4, 4, 40]  # partition 3 is 10x the others
 SLEEP_PER_ROW_S = 0.075
 FAILING_PARTITION = 1
+KILL_PARTITION = 0
+EXECUTOR_MAIN = "CoarseGrainedExecutorBackend"
 
 
 def _slow_rows(index, _rows):
@@ -46,6 +53,62 @@ def _fail_first_attempt(index, rows):
     if index == FAILING_PARTITION and TaskContext.get().attemptNumber() == 0:
         raise RuntimeError("deliberate failure on the first attempt")
     return rows
+
+
+def _executor_jvm_pid() -> int | None:
+    """The executor JVM above this Python worker (worker -> pyspark daemon -> JVM), from /proc."""
+    import os
+
+    pid = os.getpid()
+    for _ in range(4):
+        with open(f"/proc/{pid}/stat") as stat:
+            pid = int(stat.read().rsplit(")", 1)[1].split()[1])  # ppid, after the command name
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if EXECUTOR_MAIN.encode() in cmdline.read():
+                return pid
+    return None
+
+
+def _kill_own_executor_once(marker: str):
+    """Partition ``KILL_PARTITION`` SIGKILLs the executor running it, the first time only (the
+    marker file, on this machine's disk, says it happened: a resubmitted stage starts its
+    attempts at 0 again)."""
+
+    def kill(index, rows):
+        import os
+        import signal
+
+        if index != KILL_PARTITION:
+            return rows
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return rows
+        time.sleep(1.0)  # the other executor is busy with its own reduce tasks meanwhile
+        pid = _executor_jvm_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(30)  # never returns: the JVM is gone and takes this worker along
+        return rows
+
+    return kill
+
+
+def lost_executor_app(out: Path) -> dict:
+    """The ``lost`` application (see the module docstring); returns its manifest entry."""
+    from sparkml_template.observability.task_events import run_tag
+
+    spark = _session("local-cluster[2,1,1024]", out / "lost", {"spark.task.maxFailures": "4"})
+    sc = spark.sparkContext
+    sc.addJobTag(run_tag(RUN_ID))
+    pairs = sc.parallelize(range(20_000), 6).map(lambda x: (x % 12, x))
+    reduced = pairs.reduceByKey(lambda a, b: a + b, 4).mapPartitionsWithIndex(
+        _kill_own_executor_once(str(out / "killed"))
+    )
+    total = sum(v for _, v in reduced.collect())
+    entry = {"app_id": sc.applicationId, "result": {"sum": total}, "log_dir": str(out / "lost")}
+    spark.stop()
+    return entry
 
 
 def _workload(spark, tag: str) -> dict:
@@ -105,10 +168,10 @@ def main(out: Path) -> None:
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
-def run_apps(out: Path, python: str = sys.executable) -> dict:
-    """Run ``main`` in a subprocess (its own JVM) and return the manifest."""
+def run_apps(out: Path, python: str = sys.executable, only: str | None = None) -> dict:
+    """Run ``main`` (or the ``only`` app) in a subprocess (its own JVM); return the manifest."""
     proc = subprocess.run(
-        [python, str(Path(__file__)), str(out)],
+        [python, str(Path(__file__)), str(out), *([only] if only else [])],
         capture_output=True,
         text=True,
         timeout=300,
@@ -130,6 +193,13 @@ def shared_manifest(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return _MANIFESTS["apps"]
 
 
+def lost_manifest(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The manifest of the ``lost`` application (run once per test session, on first use)."""
+    if "lost" not in _MANIFESTS:
+        _MANIFESTS["lost"] = run_apps(tmp_path_factory.mktemp("eventlog-lost"), only="lost")
+    return _MANIFESTS["lost"]
+
+
 def app_log(manifest: dict, name: str) -> Path:
     """The event log (rolling directory or single file) of one application."""
     from sparkml_template.observability.eventlog import locate_event_log
@@ -149,4 +219,8 @@ def app_run(manifest: dict, name: str):
 
 if __name__ == "__main__":
     sys.path.insert(0, str(PROJECT_ROOT))
-    main(Path(sys.argv[1]))
+    if sys.argv[2:] == ["lost"]:
+        entry = lost_executor_app(Path(sys.argv[1]))
+        (Path(sys.argv[1]) / "manifest.json").write_text(json.dumps({"lost": entry}, indent=2))
+    else:
+        main(Path(sys.argv[1]))

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sparkml_template.observability import task_tables
+from sparkml_template.observability import host_history, hosts, task_tables
 from sparkml_template.observability.eventlog import ReadStats, iter_lines, locate_event_log
 from sparkml_template.observability.eventlog_copy import RunLogWriter, secret_values
 from sparkml_template.observability.task_events import RunEvents, application_end_line, run_tag
+from sparkml_template.runtime.job_tags import add_job_tag, remove_job_tag
 from sparkml_template.runtime.session import is_connect_session
 from sparkml_template.runtime.switches import switched_on
 from sparkml_template.runtime.tracking import log_batch
@@ -35,9 +36,13 @@ if TYPE_CHECKING:
 DISABLE_ENV = "SPARKML_TASK_METRICS"  # "off" turns the capture off (benchmarks, debugging)
 FACTOR_ENV = "SPARKML_STRAGGLER_FACTOR"
 MIN_MS_ENV = "SPARKML_STRAGGLER_MIN_MS"
+MIN_TASKS_ENV = "SPARKML_STRAGGLER_MIN_TASKS"
 SOURCE_TAG = "spark.task_metrics.source"
 STRAGGLERS_TAG = "spark.stragglers"
 FAILURES_TAG = "spark.task_failures"
+SLOWNESS_TAG = host_history.SLOWNESS_TAG
+SLOW_HOSTS_TAG = "spark.slow_hosts"
+LOST_EXECUTORS_TAG = "spark.lost_executors"
 ARTIFACT_DIR = "spark"
 LOG_ROOT = Path(tempfile.gettempdir()) / "sparkml-template-eventlogs"
 MAX_UI_TABLE_ROWS = 10_000  # the CSV has every row; the UI table stays loadable
@@ -120,11 +125,9 @@ class TaskCapture:
             return
         self.spark, self.run_id = spark, run_id
         try:
-            if is_connect_session(spark):
-                spark.addTag(run_tag(run_id))  # the server tags the jobs it runs for us
-            else:
+            add_job_tag(spark, run_tag(run_id))
+            if not is_connect_session(spark):
                 sc = spark.sparkContext
-                sc.addJobTag(run_tag(run_id))
                 # Read now what finding the log needs: a driver that dies mid-run answers
                 # nothing later, and its event log on disk holds every task up to the failure.
                 self._conf = dict(sc.getConf().getAll())
@@ -142,7 +145,9 @@ class TaskCapture:
         try:
             with tempfile.TemporaryDirectory(prefix="sparkml-task-metrics-") as tmp:
                 run, source = self._collect(Path(tmp))
-                log_run_metrics(self.run_id, run, source, Path(tmp))
+                log_run_metrics(
+                    self.run_id, run, source, Path(tmp), master=self._conf.get("spark.master")
+                )
             elapsed_ms = (time.perf_counter() - started) * 1000
             log_batch(self.run_id, metrics={"spark/capture_time_ms": elapsed_ms})
         except Exception as exc:
@@ -150,10 +155,7 @@ class TaskCapture:
             _set_source(self.run_id, "none")
         finally:
             with contextlib.suppress(Exception):
-                if is_connect_session(spark):
-                    spark.removeTag(run_tag(self.run_id))
-                else:
-                    spark.sparkContext.removeJobTag(run_tag(self.run_id))
+                remove_job_tag(spark, run_tag(self.run_id))
             with contextlib.suppress(OSError):
                 if self.log_dir is not None and not any(self.log_dir.iterdir()):
                     self.log_dir.rmdir()  # the session was not ours: Spark never used it
@@ -255,8 +257,69 @@ def _set_source(run_id: str, source: str) -> None:
         pass
 
 
-def log_run_metrics(run_id: str, run: RunEvents | None, source: str, out_dir: Path) -> None:
-    """Tables, charts, ``spark/...`` metrics, straggler and failure tags, and the log copy."""
+def _host_view(
+    run_id: str, tasks, run: RunEvents, out_dir: Path, master: str | None
+) -> tuple[dict, dict, dict]:
+    """The per-host table, lost executors and slow hosts: (metrics, tags, UI tables).
+
+    Never raises: a problem is one warning, and the rest of the run's metrics are logged.
+    """
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    try:
+        names = hosts.executor_hosts(tasks, run.executors)
+        lost = hosts.lost_executors(tasks, run.executors, run.fetch_failed_from)
+        slowness = hosts.host_slowness(tasks, names)
+        table = hosts.host_table(tasks, names, lost, slowness)
+        table.to_csv(out_dir / "hosts.csv", index=False)
+        lost.to_csv(out_dir / "lost_executors.csv", index=False)
+        metrics["hosts"] = len(table)
+        metrics["lost_executors"] = len(lost)
+        metrics["rerun_tasks"] = int(lost["rerun_tasks"].sum()) if len(lost) else 0
+        metrics["rerun_time_ms"] = float(lost["cost_ms"].sum()) if len(lost) else 0.0
+        if slowness:
+            metrics["slowest_host_ratio"] = max(slowness.values())
+            tags[SLOWNESS_TAG] = hosts.slowness_tag(slowness)
+        if len(lost):
+            tags[LOST_EXECUTORS_TAG] = "; ".join(map(hosts.lost_clause, lost.to_dict("records")))
+        line = _slow_across_runs(run_id, slowness, master)
+        if line:
+            tags[SLOW_HOSTS_TAG] = line
+        return metrics, tags, {"hosts": table}
+    except Exception as exc:
+        warn(f"per-host view skipped ({type(exc).__name__}: {str(exc).strip()[:200]})")
+        return metrics, tags, {}
+
+
+def _slow_across_runs(run_id: str, slowness: dict[str, float], master: str | None) -> str:
+    """``spark.slow_hosts``: hosts slow here and in k of the last n runs ("" if none)."""
+    rule = host_history.SlowHostRule.from_env()
+    if not any(v >= rule.factor for v in slowness.values()):
+        return ""  # nothing slow now: no need to ask the tracking store
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    info = client.get_run(run_id)
+    master = master or info.data.tags.get(host_history.MASTER_TAG, "")
+    if not master:
+        return ""
+    history = host_history.lookup_with_timeout(
+        client, info.info.experiment_id, master, run_id, rule.last_runs
+    )
+    if history is None:
+        warn("the slow-host history lookup did not answer in time; skipped")
+        return ""
+    found = host_history.slow_hosts(slowness, history, rule)
+    return host_history.slow_hosts_line(found, len(history), rule)
+
+
+def log_run_metrics(
+    run_id: str, run: RunEvents | None, source: str, out_dir: Path, master: str | None = None
+) -> None:
+    """Tables, charts, ``spark/...`` metrics, straggler, failure and host tags, the log copy.
+
+    ``master`` decides which earlier runs count as the same cluster (default: the run's
+    ``spark.master`` tag)."""
     from mlflow.tracking import MlflowClient
 
     if run is None:
@@ -264,19 +327,27 @@ def log_run_metrics(run_id: str, run: RunEvents | None, source: str, out_dir: Pa
         return
     factor = _env_float(FACTOR_ENV, task_tables.DEFAULT_STRAGGLER_FACTOR)
     min_ms = _env_float(MIN_MS_ENV, task_tables.DEFAULT_STRAGGLER_MIN_MS)
+    min_tasks = int(_env_float(MIN_TASKS_ENV, task_tables.DEFAULT_STRAGGLER_MIN_TASKS))
     tasks = task_tables.tasks_frame(run.tasks)
     stages = task_tables.stage_summary(tasks, run.stages)
     executors = task_tables.executor_summary(tasks)
-    stragglers = task_tables.find_stragglers(tasks, factor, min_ms)
+    stragglers = task_tables.find_stragglers(tasks, factor, min_ms, min_tasks)
     failures = task_tables.retries_and_failures(tasks)
-    metrics = task_tables.run_metrics(tasks, stages, len(run.jobs), factor, min_ms)
+    metrics = task_tables.run_metrics(
+        tasks, stages, len(run.jobs), factor, min_ms, min_tasks, stragglers=stragglers
+    )
     tags = {SOURCE_TAG: source}
     if metrics["stragglers"]:
-        tags[STRAGGLERS_TAG] = f"{metrics['stragglers']} task(s) > {factor:g}x stage median"
+        tags[STRAGGLERS_TAG] = (
+            f"{metrics['stragglers']} task(s) >= {factor:g}x stage median time per record"
+        )
     if metrics["task_failures"]:
         tags[FAILURES_TAG] = str(metrics["task_failures"])
     if run.stats.skipped:
         metrics["eventlog_skipped"] = run.stats.skipped
+    host_metrics, host_tags, host_tables = _host_view(run_id, tasks, run, out_dir, master)
+    metrics.update(host_metrics)
+    tags.update(host_tags)
 
     tables = {"tasks": tasks, "stages": stages, "executors": executors}
     for name, frame in {**tables, "stragglers": stragglers, "failures": failures}.items():
@@ -289,7 +360,7 @@ def log_run_metrics(run_id: str, run: RunEvents | None, source: str, out_dir: Pa
     log_batch(run_id, metrics={f"spark/{k}": v for k, v in metrics.items()}, tags=tags)
     client = MlflowClient()
     client.log_artifacts(run_id, str(out_dir), ARTIFACT_DIR)
-    for name, frame in tables.items():
+    for name, frame in {**tables, **host_tables}.items():
         if not frame.empty:
             shown = frame.head(MAX_UI_TABLE_ROWS).astype(object).where(frame.notna(), None)
             client.log_table(run_id, shown, f"{ARTIFACT_DIR}/{name}_table.json")

@@ -22,8 +22,13 @@ HEADLINE = (
     "rmse", "mae", "r2", "best_cv_accuracy", "grid_size",
 )  # fmt: skip
 ROW_METRICS = ("train_rows", "test_rows", "eval_rows", "input_rows", "output_rows")
-MACHINERY_PREFIXES = ("spark/", "partition/", "system/")
+MACHINERY_PREFIXES = ("spark/", "partition/", "system/", "serving/")
 SERIES = ("training_loss", "validation_loss")  # per-iteration: their last step says little
+# Written by the environment and per-host captures (observability.environment, .hosts).
+ENV_TAG, ENV_GRADE_TAG, ENV_SINCE_TAG = (
+    "spark.environment", "spark.environment.grade", "spark.environment.since",
+)  # fmt: skip
+SLOW_HOSTS_TAG, LOST_TAG = "spark.slow_hosts", "spark.lost_executors"
 
 
 @dataclass
@@ -45,6 +50,12 @@ class RunSummary:
     data_digest: str | None = None
     stragglers: str | None = None
     look: list[str] = field(default_factory=list)
+    started_ms: int | None = None  # the run's start: the origin of every time in report.html
+    environment: str | None = None  # the verdict, and its grade (same, cosmetic, numeric, ...)
+    environment_grade: str | None = None
+    environment_since: str | None = None
+    slow_hosts: str | None = None
+    lost_executors: str | None = None
 
 
 def _model_metrics(metrics: dict[str, float]) -> dict[str, float]:
@@ -103,6 +114,12 @@ def read_summary(run_id: str, entry_point: str) -> RunSummary:
         data_digest=data.tags.get("data.digest"),
         stragglers=data.tags.get("spark.stragglers"),
         look=where_to_look(mlflow.get_tracking_uri(), info.experiment_id, run_id),
+        started_ms=info.start_time,
+        environment=data.tags.get(ENV_TAG),
+        environment_grade=data.tags.get(ENV_GRADE_TAG),
+        environment_since=data.tags.get(ENV_SINCE_TAG),
+        slow_hosts=data.tags.get(SLOW_HOSTS_TAG),
+        lost_executors=data.tags.get(LOST_TAG),
     )
 
 
@@ -135,6 +152,37 @@ def summary_lines(s: RunSummary) -> list[tuple[str, str]]:
             f"{_number(sp.get('task_retries', 0))} retried",
         ]
         out.append(("spark", ", ".join(p for p in parts if p)))
+    return out + host_lines(s)
+
+
+def slow_text(s: RunSummary) -> str:
+    """``spark.slow_hosts`` as a clause that says what it is: ``slow: <host> (2.3x, ...)``."""
+    slow = (s.slow_hosts or "").strip()
+    return f"slow: {slow}" if slow and not slow.lower().startswith("slow") else slow
+
+
+def host_lines(s: RunSummary) -> list[tuple[str, str]]:
+    """Per-host lines, only when there is something to say: more than one host, a host slow
+    across runs, an executor environment that is not the same everywhere, a lost executor.
+
+    A healthy run on one machine (local mode, a loopback cluster) gets none. A continuation
+    line has an empty label.
+    """
+    out: list[tuple[str, str]] = []
+    hosts, executors = s.spark.get("hosts"), s.spark.get("executors")
+    if (hosts or 0) > 1 or s.slow_hosts:
+        counted = []
+        if hosts is not None:
+            counted.append(f"{_number(hosts)} host{'' if hosts == 1 else 's'}")
+        if executors is not None:
+            counted.append(f"{_number(executors)} executor{'' if executors == 1 else 's'}")
+        out.append(("hosts", "; ".join(p for p in (", ".join(counted), slow_text(s)) if p)))
+    if s.environment and s.environment_grade not in (None, "same"):
+        out.append(("env", s.environment))
+    if s.environment_since:
+        out.append(("" if out and out[-1][0] == "env" else "env", s.environment_since))
+    if s.lost_executors:
+        out.append(("lost", s.lost_executors))
     return out
 
 
@@ -159,7 +207,7 @@ def markdown(s: RunSummary) -> str:
             "| --- | --- |",
             *rows,
             "",
-            "The charts, stage table, stragglers and failures are in `report.html` "
+            "The charts, hosts, stage table, stragglers and failures are in `report.html` "
             "(Artifacts tab); every Spark task is in `spark/tasks.csv`.",
         ]
     )

@@ -229,6 +229,7 @@ class RunEvents:
     tasks: list[dict[str, Any]] = field(default_factory=list)
     executors: dict[str, dict[str, Any]] = field(default_factory=dict)
     sql_executions: set[int] = field(default_factory=set)
+    fetch_failed_from: dict[int, str] = field(default_factory=dict)  # task id -> executor id
     unknown_events: int = 0
     last_time: int = 0
     _latest_job: dict[int, int] = field(default_factory=dict)
@@ -281,7 +282,17 @@ class RunEvents:
             self.stats.corrupt_lines += 1
             return None
         self.last_time = max(self.last_time, self.tasks[-1]["finish_time"])
+        if self.tasks[-1]["failure_reason"].startswith("FetchFailed"):
+            self._blame_fetch_failure(event)
         return line, None
+
+    def _blame_fetch_failure(self, event: dict[str, Any]) -> None:
+        """Remember whose shuffle output a task could not fetch: the executor that was lost."""
+        reason = event.get("Task End Reason") or {}
+        address = reason.get("Block Manager Address") or {}
+        task_id = (event.get("Task Info") or {}).get("Task ID")
+        if address.get("Executor ID") is not None and task_id is not None:
+            self.fetch_failed_from[task_id] = str(address["Executor ID"])
 
     def _dispatch(self, name: str, event: dict[str, Any], line: str):
         if name == "SparkListenerJobStart":

@@ -16,8 +16,10 @@ from sparkml_template.observability.task_events import TASK_COLUMNS, StageAttemp
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_STRAGGLER_FACTOR = 1.5  # Spark's own spark.speculation.multiplier
+# A straggler is slow for no reason in its data: see find_stragglers and docs/task-metrics.md.
+DEFAULT_STRAGGLER_FACTOR = 2.5  # x the median time per record of the task's peers (throttled: 2-4x)
 DEFAULT_STRAGGLER_MIN_MS = 1000  # a task shorter than this is never worth flagging
+DEFAULT_STRAGGLER_MIN_TASKS = 2  # peers (same stage attempt and wave, itself included) to compare
 
 # Summed over every task attempt, logged as spark/<name>; sparkMeasure's stage-metric names where
 # it has one (executorRunTime -> executor_run_time_ms, ...).
@@ -129,21 +131,80 @@ def executor_summary(tasks: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def warm_tasks(done: pd.DataFrame) -> pd.Series:
+    """False for a task of its executor's first wave in the stage: the first wave pays for code
+    generation, JIT, Python workers and file footers, on every executor alike, and is not what a
+    straggler means. The next wave starts as the first tasks end, but the driver records a
+    task's end after it has launched the next one, so "after" is taken as "after half of the
+    executor's first task in the stage had run"."""
+    key = done.groupby([*STAGE_KEY, "executor_id"])
+    first_launch = key["launch_time"].transform("min")
+    first_finish = key["finish_time"].transform("min")
+    return done["launch_time"] >= first_launch + (first_finish - first_launch) / 2
+
+
+def _median_of_others(groups: pd.Series, values: pd.Series) -> pd.Series:
+    """For each value, the median of the *other* values of its group (NaN alone): with two or
+    three tasks, a median that includes the task itself would hide how slow it is. Vectorised:
+    a run can have 100 000 tasks in thousands of stages."""
+    import numpy as np
+    import pandas as pd
+
+    group, value = groups.to_numpy(), values.to_numpy(dtype=float)
+    order = np.lexsort((value, group))
+    sorted_group, sorted_value = group[order], value[order]
+    _, start, size = np.unique(sorted_group, return_index=True, return_counts=True)
+    which = np.searchsorted(start, np.arange(len(order)), side="right") - 1
+    first, n = start[which], size[which]
+    rank = np.arange(len(order)) - first  # the task's place in its group
+
+    def without_self(i: np.ndarray) -> np.ndarray:  # the i-th smallest once the task is out
+        j = np.clip(np.where(i < rank, i, i + 1), 0, n - 1)
+        return sorted_value[first + j]
+
+    half = (n - 1) // 2
+    even = without_self(half)
+    odd = (without_self(np.maximum(half - 1, 0)) + without_self(half)) / 2
+    middle = np.where(n < 2, np.nan, np.where(n % 2 == 0, even, odd))
+    out = np.empty(len(order))
+    out[order] = middle
+    return pd.Series(out, index=values.index)
+
+
 def find_stragglers(
     tasks: pd.DataFrame,
     factor: float = DEFAULT_STRAGGLER_FACTOR,
     min_duration_ms: float = DEFAULT_STRAGGLER_MIN_MS,
+    min_tasks: int = DEFAULT_STRAGGLER_MIN_TASKS,
 ) -> pd.DataFrame:
-    """Successful tasks slower than ``factor`` x their stage attempt's median (and not short)."""
+    """Successful tasks slow for no reason in their data (see docs/task-metrics.md).
+
+    A task is compared with the other tasks of its stage attempt *and wave* (first wave or not,
+    ``warm_tasks``; at least ``min_tasks`` tasks in all): flagged when its time per unit of work
+    (records, else bytes; ``hosts.task_rates``) is ``factor`` x their median, and it ran longer
+    than their median task and ``min_duration_ms``. A stage without any measure of work
+    compares durations. ``ratio_to_median`` is the ratio that decided.
+    """
+    import pandas as pd
+
+    from sparkml_template.observability.hosts import task_rates
+
     done = _succeeded(tasks)
     if done.empty:
         return done.assign(stage_median_ms=[], ratio_to_median=[])
-    median = done.groupby(STAGE_KEY)["duration_ms"].transform("median")
-    count = done.groupby(STAGE_KEY)["duration_ms"].transform("size")
-    flagged = (count > 1) & (done["duration_ms"] > factor * median)
-    flagged &= done["duration_ms"] >= min_duration_ms
-    out = done[flagged].assign(stage_median_ms=median[flagged])
-    out = out.assign(ratio_to_median=out["duration_ms"] / out["stage_median_ms"].clip(lower=1))
+    done = done.assign(warm=warm_tasks(done))
+    rated = task_rates(done)
+    sized = done.set_index(STAGE_KEY).index.isin(rated.set_index(STAGE_KEY).index.unique())
+    unsized = done[~sized].assign(rate=lambda f: f["duration_ms"])
+    both = pd.concat([rated.drop(columns="work"), unsized])  # empty partitions of sized stages out
+    peers = both.groupby([*STAGE_KEY, "warm"])
+    group = pd.Series(peers.ngroup(), index=both.index)
+    median = _median_of_others(group, both["duration_ms"])
+    ratio = both["rate"] / _median_of_others(group, both["rate"]).clip(lower=1e-9)
+    flagged = (peers["duration_ms"].transform("size") >= min_tasks) & (ratio >= factor)
+    flagged &= (both["duration_ms"] > median) & (both["duration_ms"] >= min_duration_ms)
+    out = both[flagged].drop(columns=["rate", "warm"])
+    out = out.assign(stage_median_ms=median[flagged], ratio_to_median=ratio[flagged])
     return out.sort_values("ratio_to_median", ascending=False).reset_index(drop=True)
 
 
@@ -158,9 +219,14 @@ def run_metrics(
     jobs: int,
     factor: float = DEFAULT_STRAGGLER_FACTOR,
     min_duration_ms: float = DEFAULT_STRAGGLER_MIN_MS,
+    min_tasks: int = DEFAULT_STRAGGLER_MIN_TASKS,
+    stragglers: pd.DataFrame | None = None,
 ) -> dict[str, float]:
-    """The ``spark/...`` metrics of a run (names without the prefix)."""
+    """The ``spark/...`` metrics of a run (names without the prefix). ``stragglers``: what
+    ``find_stragglers`` already found with the same settings (found here when not given)."""
     done = _succeeded(tasks)
+    if stragglers is None:
+        stragglers = find_stragglers(tasks, factor, min_duration_ms, min_tasks)
     out: dict[str, float] = {
         "jobs": jobs,
         "stages": len(stages),
@@ -168,7 +234,7 @@ def run_metrics(
         "task_failures": int((tasks["status"] != "SUCCESS").sum()),
         "task_retries": int((tasks["attempt"] > 0).sum()),
         "executors": tasks["executor_id"].nunique(),
-        "stragglers": len(find_stragglers(tasks, factor, min_duration_ms)),
+        "stragglers": len(stragglers),
     }
     if tasks.empty:
         return out

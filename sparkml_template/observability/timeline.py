@@ -2,7 +2,9 @@
 coloured by stage, failed attempts hatched red) and the median and slowest task of each stage.
 
 Tasks of one executor that overlap in time are stacked into slots within its lane, so a
-2-core executor shows two rows of bars and idle cores show as gaps.
+2-core executor shows two rows of bars and idle cores show as gaps. Lanes are grouped by host
+and named by it when the executors ran on more than one. Time is seconds since the run started,
+as in report.html's tables, so a bar and a table row can be matched by eye.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def _slots(tasks: pd.DataFrame) -> tuple[list[int], list[str]]:
     y = [0] * len(tasks)
     labels: list[str] = []
     base = 0
-    for executor, group in tasks.groupby("executor_id", sort=True):
+    hosts = tasks["host"].nunique() if "host" in tasks else 1
+    keys = ["host", "executor_id"] if hosts > 1 else ["executor_id"]
+    for key, group in tasks.groupby(keys, sort=True):
+        name = f"{key[0]} exec {key[1]}" if hosts > 1 else f"executor {key[0]}"
         free_at: list[int] = []  # finish time of the last task in each slot
         for pos, start, finish in zip(
             group.index, group["launch_time"], group["finish_time"], strict=True
@@ -36,13 +41,27 @@ def _slots(tasks: pd.DataFrame) -> tuple[list[int], list[str]]:
             else:
                 free_at[slot] = finish
             y[pos] = base + slot
-        labels += [f"executor {executor} #{i}" for i in range(len(free_at))]
+        labels += [f"{name} #{i}" for i in range(len(free_at))]
         base += len(free_at)
     return y, labels
 
 
-def save_task_timeline(tasks: pd.DataFrame, path: Path, title: str = "task timeline") -> Path:
-    """The timeline PNG; time is seconds since the run's first task started."""
+def run_start_ms() -> int | None:
+    """The active MLflow run's start (the capture draws inside the run), else None."""
+    try:
+        import mlflow
+
+        run = mlflow.active_run()
+        return run.info.start_time if run is not None else None
+    except Exception:  # no MLflow, or no run: the first task is the origin
+        return None
+
+
+def save_task_timeline(
+    tasks: pd.DataFrame, path: Path, title: str = "task timeline", origin_ms: int | None = None
+) -> Path:
+    """The timeline PNG; time is seconds since ``origin_ms`` (default: the active run's start,
+    or the first task's when there is no run or it started after that task)."""
     from matplotlib import colormaps
     from matplotlib.patches import Patch
 
@@ -50,10 +69,14 @@ def save_task_timeline(tasks: pd.DataFrame, path: Path, title: str = "task timel
     y, labels = _slots(shown)
     fig = new_figure(10, max(3.4, 1.2 + 0.35 * len(labels)))
     ax = fig.add_subplot()
+    since = "the run started"
     if shown.empty:
         ax.text(0.5, 0.5, "no tasks", ha="center", va="center", transform=ax.transAxes)
     else:
-        origin = shown["launch_time"].min()
+        first = shown["launch_time"].min()
+        origin = origin_ms if origin_ms is not None else run_start_ms()
+        if origin is None or origin > first:
+            origin, since = first, "the first task started"
         stages = sorted(shown["stage_id"].unique())
         cmap = colormaps["tab20"]
         colour = {s: cmap(i % 20) for i, s in enumerate(stages)}
@@ -80,9 +103,10 @@ def save_task_timeline(tasks: pd.DataFrame, path: Path, title: str = "task timel
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
-    ax.set_xlabel("seconds since the first task started")
+    ax.set_xlabel(f"seconds since {since}")
     ax.set_title(title if len(tasks) <= MAX_BARS else f"{title} (first {MAX_BARS} tasks)")
-    fig.subplots_adjust(left=0.16, right=0.86, top=0.9, bottom=0.14)  # tight_layout is slow here
+    left = max(0.16, 0.04 + 0.0072 * max(map(len, labels), default=0))  # room for host names
+    fig.subplots_adjust(left=left, right=0.86, top=0.9, bottom=0.14)  # tight_layout is slow here
     fig.savefig(path)
     return path
 
@@ -95,8 +119,9 @@ def save_stage_durations(stages: pd.DataFrame, path: Path) -> Path:
     shown = stages.dropna(subset=["duration_p50_ms"]) if len(stages) else stages
     if len(shown):
         x = range(len(shown))
-        ax.bar(x, shown["duration_p50_ms"], color="tab:blue", label="median task")
-        ax.scatter(x, shown["duration_max_ms"], color=_FAILED, marker="_", s=120, label="slowest")
+        ax.bar(x, shown["duration_p50_ms"] / 1000, color="tab:blue", label="median task")
+        slowest = shown["duration_max_ms"] / 1000
+        ax.scatter(x, slowest, color=_FAILED, marker="_", s=120, label="slowest")
         names = [
             f"{s}" if a == 0 else f"{s}.{a}"
             for s, a in zip(shown["stage_id"], shown["stage_attempt"], strict=True)
@@ -105,7 +130,7 @@ def save_stage_durations(stages: pd.DataFrame, path: Path) -> Path:
         ax.set_xticks(list(x)[::step], names[::step], rotation=90, fontsize=7)
         ax.legend(loc="upper right", fontsize=8)
     ax.set_xlabel("stage (.attempt)")
-    ax.set_ylabel("task duration (ms)")
+    ax.set_ylabel("task duration (s)")
     ax.set_title("task durations per stage")
     fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.22)
     fig.savefig(path)

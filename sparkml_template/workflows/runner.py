@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sparkml_template.dataset.read_errors import unreadable_input
 from sparkml_template.errors import QualityGateError, UserError
 from sparkml_template.observability.capture import TaskCapture
+from sparkml_template.observability.environment import EnvironmentProbe
 from sparkml_template.observability.report import write_report
 from sparkml_template.observability.summary import write_summary
 from sparkml_template.runtime.connect_models import (
@@ -42,6 +43,7 @@ from sparkml_template.runtime.session import (
     is_connect_session,
     start_spark_in_background,
 )
+from sparkml_template.runtime.spool import ending_through_spool
 from sparkml_template.runtime.switches import switched_on
 from sparkml_template.workflows.interrupts import Terminated, sigterm_interrupts
 
@@ -148,23 +150,32 @@ def _start_system_metrics() -> bool:
     return True
 
 
-def _start_run() -> ActiveRun:
-    """``mlflow.start_run``; a store that refuses it is one line, not MLflow's traceback."""
+def _start_run(run_id: str | None = None) -> ActiveRun:
+    """``mlflow.start_run`` (of ``run_id``, a run the plan resumes, when given); a store that
+    refuses it is one line, not MLflow's traceback."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow.start_run(log_system_metrics=_start_system_metrics())
+        return mlflow.start_run(run_id=run_id, log_system_metrics=_start_system_metrics())
     except MlflowException as exc:
         raise TrackingStoreRefusedError(
             f"the MLflow tracking store refused the run: {exc.message}"
         ) from None
 
 
-def _after_body(capture: TaskCapture, run_id: str, entry_point: str, print_summary: bool) -> None:
-    """Task metrics, then the summary, description and report: written whatever the body did."""
+def _after_body(
+    capture: TaskCapture,
+    environment: EnvironmentProbe,
+    run_id: str,
+    entry_point: str,
+    print_summary: bool,
+) -> None:
+    """Task metrics and the executors' environment, then the summary, description and report
+    (which read their tags): written whatever the body did."""
     with console().phase("task metrics", "from the event log"):
         capture.finish()  # never raises
+        environment.finish()  # never raises; it has run in the background since the start
     summary = write_summary(run_id, entry_point, print_it=print_summary)
     if summary is not None:
         write_report(run_id, summary)
@@ -243,7 +254,9 @@ def _run(
             )
             import mlflow  # imported while the JVM starts
 
-            with _start_run() as run:
+            # A plan may name a run to continue (tune's resume); others start a new one.
+            # Ended after the run's spool is sent; left RUNNING for its replay if it cannot be.
+            with ending_through_spool(_start_run(getattr(prepared, "resume_run_id", None))) as run:
                 run_id = run.info.run_id
                 _log_entry_params(run_id, entry_point, raw)
                 with say.phase("start Spark", params["master"]) as phase:
@@ -257,6 +270,8 @@ def _run(
                     check_server_runs_ml(spark)
                 stack.enter_context(_registry_uri_pinned())
                 capture.begin(spark, run_id)
+                # Its own job tag, in its own thread: not the run's work in the task tables.
+                environment = EnvironmentProbe.start(spark, run_id, run.info.experiment_id)
                 ctx = RunContext(
                     entry_point, params, spark, run_id, run.info.experiment_id, prepared
                 )
@@ -269,7 +284,7 @@ def _run(
                     raise
                 finally:
                     gate = failure is None or isinstance(failure, QualityGateError)
-                    _after_body(capture, run_id, entry_point, print_summary=gate)
+                    _after_body(capture, environment, run_id, entry_point, print_summary=gate)
                     if isinstance(failure, KeyboardInterrupt):
                         mlflow.end_run("KILLED")
         return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PROJECT_ROOT, SHIPPED_DATA, Tracking, mlflow_run, only_run, subprocess_env
+from hosts_support import split_csv
 from servers import free_port
 
 from sparkml_template.errors import UserError
@@ -66,16 +67,6 @@ def spark_defaults(folder: Path, conf: dict[str, str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"{key} {value}" for key, value in conf.items()]
     (folder / "spark-defaults.conf").write_text("\n".join(lines) + "\n")
-    return folder
-
-
-def split_csv(source: Path, folder: Path, parts: int) -> Path:
-    """The shipped CSV as a directory of part files, as Spark writes data: several partitions."""
-    header, *rows = source.read_text().splitlines()
-    folder.mkdir(parents=True)
-    for i in range(parts):
-        chunk = rows[i::parts]
-        (folder / f"part-{i:05d}.csv").write_text("\n".join([header, *chunk]) + "\n")
     return folder
 
 
