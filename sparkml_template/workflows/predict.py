@@ -6,6 +6,8 @@ row by row through pyfunc). The output keeps every input column (a label column,
 just another column) and adds the predicted label, the class probabilities as an array, which
 model made them and when. It is written to a staging place and swapped in only once complete
 (``dataset/outputs.py``): a predict that fails or is killed leaves the previous output as it was.
+Without an ``output`` the rows are the run's own artifact ``predictions/``
+(``predict_results.py``, which also reads any predict's rows back).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sparkml_template.errors import UserError, first_line
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.session import is_connect_session
+from sparkml_template.workflows import predict_results
 from sparkml_template.workflows.models import load_model, newest_model_uri
 from sparkml_template.workflows.registry import ResolvedModel, resolve_model_uri
 from sparkml_template.yours.data import read_for_passes
@@ -54,9 +57,13 @@ class PredictPlan:
     """What ``predict`` will read and where it will write, checked before Spark starts."""
 
     source: DataSource
-    output: str
+    output: str  # empty: the rows go into the run's artifacts
     output_is_table: bool
     overwrite: bool
+
+    @property
+    def in_run(self) -> bool:
+        return not self.output
 
 
 def parse_flag(name: str, raw: str) -> bool:
@@ -116,9 +123,9 @@ def prepare_predict(params: dict[str, Any]) -> PredictPlan:
     """Checks that need no Spark: the flag, an output given, and apart from the input."""
     overwrite = parse_flag("overwrite", params["overwrite"])
     output = params["output"].strip()
-    if not output:
-        raise UserError("output is empty: give a Parquet path/URI or a table name (db.table)")
     source = resolve_source(params["data"])
+    if not output:
+        return PredictPlan(source, "", False, overwrite)
     table = is_table_output(output)
     if not table:
         output = normalise_output(output)
@@ -280,9 +287,10 @@ def run_predict(
     spark: SparkSession, params: dict[str, Any], plan: PredictPlan, run_id: str, experiment_id: str
 ) -> dict[str, Any]:
     """Score the data with the model and log counts and the output location to ``run_id``."""
-    clean_stale_outputs(spark, plan)
-    if output_exists(spark, plan) and not plan.overwrite:
-        raise UserError(refuse_existing(plan.output))
+    if not plan.in_run:
+        clean_stale_outputs(spark, plan)
+        if output_exists(spark, plan) and not plan.overwrite:
+            raise UserError(refuse_existing(plan.output))
     uri = params["modelUri"].strip() or newest_model_uri(experiment_id, exclude_run_id=run_id)
     resolved = resolve_model_uri(uri)
     df = read_for_passes(spark, plan.source)  # counted, then scored and written
@@ -291,23 +299,31 @@ def run_predict(
     with say.phase("load the model", uri):
         model = load_model(uri)
     scored_at = datetime.now(UTC).replace(microsecond=0)
-    with say.phase("score and write", f"{plan.source.uri} -> {plan.output}") as phase:
+    target = plan.output or f"the run's artifacts ({predict_results.RESULTS_ARTIFACT}/)"
+    in_run: dict[str, str] = {}
+    with say.phase("score and write", f"{plan.source.uri} -> {target}") as phase:
         input_rows = df.count()
         frame = predict_frame(model, df, resolved, scored_at)
-        output_rows = write_predictions(spark, frame, plan, run_id)
+        if plan.in_run:
+            written = predict_results.write_with_run(spark, frame, run_id)
+            output, output_rows = written.location, written.rows
+            in_run[predict_results.IN_RUN_TAG] = written.how
+        else:
+            output, output_rows = plan.output, write_predictions(spark, frame, plan, run_id)
         phase.done(f"{output_rows} rows written")
     df.unpersist()  # a no-op unless it was cached
     tags = {
         "predict.model_uri": uri,
         "predict.model_version": resolved.version or "",
         "predict.model_run_id": resolved.run_id or "",
-        "predict.output": plan.output,
-        "predict.output_format": "table" if plan.output_is_table else "parquet",
+        predict_results.OUTPUT_TAG: output,
+        predict_results.FORMAT_TAG: "table" if plan.output_is_table else "parquet",
         "predict.scored_at": scored_at.isoformat(),
+        **in_run,
     }
     metrics = {"input_rows": input_rows, "output_rows": output_rows}
     digest = content_digest(plan.source)
     tracking.log_run_context(
         run_id, spark, plan.source, digest, df, "scoring", metrics=metrics, tags=tags
     )
-    return {**metrics, "output": plan.output, "model_uri": uri, "scored_at": scored_at}
+    return {**metrics, "output": output, "model_uri": uri, "scored_at": scored_at}

@@ -184,6 +184,28 @@ def test_predict_over_connect_and_refuses_an_existing_output(
     assert "already exists" in again.stderr
 
 
+def test_predict_over_connect_without_output_keeps_its_rows_in_the_run(
+    connect_url, connect_tracking, connect_main, monkeypatch
+):
+    """The Connect server's executors are not this client's: the rows are streamed to the
+    client a partition at a time, logged as the run's ``predictions/`` and read back."""
+    from sparkml_template.workflows.predict_results import IN_RUN_TAG, read_predictions
+
+    tracking, _ = connect_tracking
+    run, _ = connect_main
+    args = ["-e", "predict", "-P", f"master={connect_url}"]
+    scored = mlflow_run(tracking, *args, "-P", f"modelUri=runs:/{run.info.run_id}/model")
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    predict = _newest_run(tracking, "predict")
+    assert predict.data.tags[IN_RUN_TAG] == "logged"
+    rows = int(predict.data.metrics["output_rows"])
+    assert rows == predict.data.metrics["input_rows"] > 0
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.uri)
+    written = read_predictions(predict.info.run_id)
+    assert len(written) == rows
+    assert set(written["prediction"]) <= {"benign", "malignant"}
+
+
 def test_model_logged_over_connect_is_served_without_connect(connect_tracking, connect_main):
     """`mlflow models serve` of the logged model (its own local Spark, no Connect): rows of the
     shipped CSV posted as JSON come back as label strings, mostly the true ones."""

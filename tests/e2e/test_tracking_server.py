@@ -76,14 +76,20 @@ def server_experiment(server: Server, name: str) -> Tracking:
     return Tracking(server.url, server.artifacts, experiment_id)
 
 
-@pytest.mark.cli
-def test_mlflow_run_logs_through_the_server(server, spark, tmp_path, monkeypatch):
-    import mlflow
-
+@pytest.fixture(scope="module")
+def trained(server):
+    """One `mlflow run -e train` logged through the server, for the tests that read it back."""
     tracking = server_experiment(server, "cli")
     result = mlflow_run(tracking, "-e", "train", "-P", "maxIter=10", "-P", "master=local[2]")
     assert result.returncode == 0, result.stderr[-3000:]
-    run = only_run(tracking)  # read back over HTTP
+    return tracking, only_run(tracking)  # read back over HTTP
+
+
+@pytest.mark.cli
+def test_mlflow_run_logs_through_the_server(server, trained, spark, tmp_path, monkeypatch):
+    import mlflow
+
+    _, run = trained
     assert run.info.status == "FINISHED"
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied, not a local path
     assert run.data.params["maxIter"] == "10"
@@ -106,6 +112,43 @@ def test_mlflow_run_logs_through_the_server(server, spark, tmp_path, monkeypatch
     data = spark.read.csv(str(SHIPPED_DATA), header=True, inferSchema=True).limit(20)
     predictions = {row.prediction for row in model.transform(data).select("prediction").collect()}
     assert predictions <= {"malignant", "benign"} and predictions
+
+
+@pytest.mark.cli
+def test_predict_without_output_logs_its_rows_through_the_server(
+    server, trained, spark, monkeypatch
+):
+    """The proxied store takes no Spark writer: the rows are staged, logged over HTTP as the
+    run's ``predictions/``, and read back (pandas and Spark) through the server."""
+    from sparkml_template.workflows.predict_results import IN_RUN_TAG, read_predictions
+
+    tracking, run = trained
+    model_uri = f"runs:/{run.info.run_id}/model"
+    args = ("-e", "predict", "-P", f"modelUri={model_uri}", "-P", "master=local[2]")
+    result = mlflow_run(tracking, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    predict = next(
+        r
+        for r in tracking.client().search_runs([tracking.experiment_id])
+        if r.data.tags.get("mlflow.project.entryPoint") == "predict"
+    )
+    assert predict.info.status == "FINISHED"
+    assert predict.data.tags[IN_RUN_TAG] == "logged"
+    assert predict.data.tags["predict.output"].startswith("mlflow-artifacts:/")
+    rows = int(predict.data.metrics["output_rows"])
+    assert rows == predict.data.metrics["input_rows"] > 0
+    # the server holds the files; no Hadoop checksum or _SUCCESS file was logged
+    on_server = [p for p in server.artifacts.rglob("*") if predict.info.run_id in str(p)]
+    names = {p.name for p in on_server if p.is_file()}
+    assert any(n.endswith(".parquet") for n in names)
+    assert not any(n.startswith((".", "_")) for n in names), names
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    scored = read_predictions(predict.info.run_id)
+    assert len(scored) == rows
+    assert set(scored["prediction"]) <= {"malignant", "benign"}
+    assert set(scored["model_run_id"]) == {run.info.run_id}
+    assert read_predictions(predict.info.run_id, spark=spark).count() == rows
 
 
 def test_eight_runs_at_once_are_all_recorded(server, spark, monkeypatch, tmp_path):

@@ -340,3 +340,44 @@ def test_an_unreadable_input_file_is_one_line_in_its_own_process(model, spark, t
     assert "Traceback" not in done.stderr
     assert not out.exists() and not list(tmp_path.glob("never.staging-*"))
     assert newest_run(tracking).info.status == "FAILED"
+
+
+def test_without_an_output_the_rows_live_with_the_run_and_read_back(model, spark, tmp_path):
+    """No ``output``: the executors write Parquet straight into the run's artifact location
+    (a local store under local[*]); MLflow lists it and ``read_predictions`` reads it back."""
+    from sparkml_template.workflows.predict_results import (
+        IN_RUN_TAG,
+        RESULTS_ARTIFACT,
+        read_predictions,
+    )
+
+    tracking, version = model
+    assert _predict("--modelUri", f"models:/{NAME}@champion", "--output", "") == 0
+    run = newest_run(tracking)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[IN_RUN_TAG] == "direct"
+    location = run.data.tags["predict.output"]
+    assert location == f"{run.info.artifact_uri}/{RESULTS_ARTIFACT}"
+    listed = tracking.client().list_artifacts(run.info.run_id, RESULTS_ARTIFACT)
+    assert any(item.path.endswith(".parquet") for item in listed)
+
+    rows = int(run.data.metrics["output_rows"])
+    source = spark.read.csv(str(SHIPPED_DATA), header=True, inferSchema=True)
+    assert rows == source.count()
+    as_pandas = read_predictions(run.info.run_id)
+    assert len(as_pandas) == rows
+    assert list(as_pandas.columns) == source.columns + list(ADDED_COLUMNS)
+    assert set(as_pandas["model_run_id"]) == {version.run_id}
+    as_spark = read_predictions(run.info.run_id, spark=spark)
+    assert as_spark.count() == rows
+    assert sorted(as_spark.toPandas()["mean_radius"]) == sorted(as_pandas["mean_radius"])
+
+
+def test_read_predictions_follows_a_path_output_too(model, spark, tmp_path):
+    from sparkml_template.workflows.predict_results import read_predictions
+
+    tracking, _ = model
+    out = tmp_path / "scored"
+    assert _predict("--modelUri", f"models:/{NAME}@champion", "--output", str(out)) == 0
+    run_id = newest_run(tracking).info.run_id
+    assert len(read_predictions(run_id)) == spark.read.parquet(str(out)).count()
