@@ -181,6 +181,10 @@ def test_an_unreadable_file_is_one_line_in_its_own_process(tracking, spark, tmp_
     assert done.returncode == 2, done.stderr[-3000:]
     assert lines == [f"train: error: cannot read {part}: permission denied"]
     assert "Traceback" not in done.stderr
+    # the failed task's Java trace stays in the event log, not on the console (log4j2.properties)
+    frames = [ln for ln in done.stderr.splitlines() if ln.lstrip().startswith("at ")]
+    assert frames == [], done.stderr[-3000:]
+    assert "TaskSetManager: Lost task" in done.stderr  # still one line per failed task
     run = only_run(tracking)
     assert run.info.status == "FAILED"
     assert run.data.metrics.get("spark/tasks", 0) >= 1
