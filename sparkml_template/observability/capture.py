@@ -28,7 +28,7 @@ from sparkml_template.observability.task_events import RunEvents, application_en
 from sparkml_template.runtime.job_tags import add_job_tag, remove_job_tag
 from sparkml_template.runtime.session import is_connect_session
 from sparkml_template.runtime.switches import switched_on
-from sparkml_template.runtime.tracking import log_batch
+from sparkml_template.runtime.tracking import log_artifact_files, log_batch, log_table
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -320,7 +320,6 @@ def log_run_metrics(
 
     ``master`` decides which earlier runs count as the same cluster (default: the run's
     ``spark.master`` tag)."""
-    from mlflow.tracking import MlflowClient
 
     if run is None:
         _set_source(run_id, source)
@@ -358,9 +357,8 @@ def log_run_metrics(
         save_task_timeline(tasks, out_dir / "timeline.png", title=f"tasks of run {run_id[:8]}")
         save_stage_durations(stages, out_dir / "stage_durations.png")
     log_batch(run_id, metrics={f"spark/{k}": v for k, v in metrics.items()}, tags=tags)
-    client = MlflowClient()
-    client.log_artifacts(run_id, str(out_dir), ARTIFACT_DIR)
+    log_artifact_files(run_id, out_dir, ARTIFACT_DIR)
     for name, frame in {**tables, **host_tables}.items():
         if not frame.empty:
             shown = frame.head(MAX_UI_TABLE_ROWS).astype(object).where(frame.notna(), None)
-            client.log_table(run_id, shown, f"{ARTIFACT_DIR}/{name}_table.json")
+            log_table(run_id, shown, f"{ARTIFACT_DIR}/{name}_table.json")

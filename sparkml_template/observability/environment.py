@@ -25,6 +25,7 @@ from sparkml_template.observability import environment_probe as probe
 from sparkml_template.runtime.job_tags import add_job_tag, cancel_jobs_with_tag, clear_job_tags
 from sparkml_template.runtime.session import is_connect_session
 from sparkml_template.runtime.switches import switched_on
+from sparkml_template.runtime.tracking import log_artifact_files, log_table
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -355,7 +356,6 @@ def log_environment(
     from pathlib import Path
 
     import pandas as pd
-    from mlflow.tracking import MlflowClient
 
     from sparkml_template.runtime.tracking import log_batch
 
@@ -372,9 +372,8 @@ def log_environment(
     if not rows:
         return
     frame = pd.DataFrame(rows, columns=list(probe.COLUMNS)).fillna("")
-    client = MlflowClient()
     with tempfile.TemporaryDirectory(prefix="sparkml-environment-") as tmp:
         path = Path(tmp) / Path(CSV_PATH).name
         frame.to_csv(path, index=False)
-        client.log_artifact(run_id, str(path), str(Path(CSV_PATH).parent))
-    client.log_table(run_id, frame, TABLE_PATH)
+        log_artifact_files(run_id, path, str(Path(CSV_PATH).parent))
+    log_table(run_id, frame, TABLE_PATH)

@@ -129,6 +129,8 @@ def log_partitions(run_id: str, name: str, rows: list[dict[str, Any]]) -> None:
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
+    from sparkml_template.runtime.tracking import log_table
+
     if not rows:
         return
     client = MlflowClient()
@@ -141,9 +143,7 @@ def log_partitions(run_id: str, name: str, rows: list[dict[str, Any]]) -> None:
     ]
     client.log_batch(run_id, metrics=metrics)
     columns = list(rows[0])
-    client.log_table(
-        run_id, {c: [r[c] for r in rows] for c in columns}, f"spark/partitions/{name}.json"
-    )
+    log_table(run_id, {c: [r[c] for r in rows] for c in columns}, f"spark/partitions/{name}.json")
 
 
 def record_partitions(run_id: str, name: str, compute, *args) -> None:

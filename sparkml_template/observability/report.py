@@ -23,7 +23,13 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from sparkml_template.observability.summary import RunSummary, slow_text, summary_lines
+from sparkml_template.observability.summary import (
+    RunSummary,
+    slow_text,
+    summary_lines,
+    write_summary,
+)
+from sparkml_template.runtime.tracking import log_artifact_files
 
 REPORT_FILE = "report.html"
 # Where charts and tables live in a run's artifacts (evaluation, promotion, tuning, task metrics).
@@ -391,8 +397,19 @@ def write_report(run_id: str, summary: RunSummary) -> Path | None:
             charts, tables = _download_logged(run.info.artifact_uri, dest)
             page = Path(tmp) / REPORT_FILE
             page.write_text(render(summary, run.data.params, charts, tables), encoding="utf-8")
-            client.log_artifact(run_id, str(page))
+            log_artifact_files(run_id, page)
         return Path(REPORT_FILE)
     except Exception as exc:
         print(f"report: not written ({type(exc).__name__}: {exc})"[:300], file=sys.stderr)
         return None
+
+
+def write_summary_and_report(run_id: str, entry_point: str, tracking_uri: str) -> None:
+    """The run's description and ``report.html``, written later: by the run when its tracking
+    server is back, or by the spool's replay (``runtime/spool``), which calls this by name."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    summary = write_summary(run_id, entry_point, print_it=False)
+    if summary is not None:
+        write_report(run_id, summary)

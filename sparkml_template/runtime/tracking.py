@@ -307,6 +307,51 @@ def log_json(obj: Any, artifact_file: str) -> None:
     spool.log_file(run.info.run_id, uri, "artifact", artifact_file, payload)
 
 
+def log_artifact_files(run_id: str, local: Path, artifact_dir: str | None = None) -> None:
+    """A file, or every file under a directory (keeping their relative paths), as the run's
+    artifacts under ``artifact_dir``: straight to a local store; through the run's spool for a
+    tracking server, so that files logged while it is away are sent when it is back (or by the
+    replay) instead of failing after MLflow's retries."""
+    import mlflow
+
+    from sparkml_template.runtime import spool
+
+    uri = mlflow.get_tracking_uri()
+    if not spool.spooled_uri(uri):
+        client = mlflow.tracking.MlflowClient()
+        if local.is_dir():
+            client.log_artifacts(run_id, str(local), artifact_dir)
+        else:
+            client.log_artifact(run_id, str(local), artifact_dir)
+        return
+    files = sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else [local]
+    for path in files:
+        relative = path.relative_to(local).as_posix() if local.is_dir() else path.name
+        name = f"{artifact_dir.rstrip('/')}/{relative}" if artifact_dir else relative
+        spool.log_file(run_id, uri, "artifact", name, path.read_bytes())
+
+
+def log_table(run_id: str, frame: Any, artifact_file: str) -> None:
+    """A pandas table (or a dict of columns) the UI shows as one (``MlflowClient.log_table``'s
+    JSON and run tag), through the run's spool for a tracking server (see
+    ``log_artifact_files``). Unlike MLflow's, a table logged again replaces the file instead of
+    appending to it."""
+    import mlflow
+
+    from sparkml_template.runtime import spool
+
+    uri = mlflow.get_tracking_uri()
+    if not spool.spooled_uri(uri):
+        mlflow.tracking.MlflowClient().log_table(run_id, frame, artifact_file)
+        return
+    if isinstance(frame, dict):
+        import pandas as pd
+
+        frame = pd.DataFrame(frame)
+    payload = frame.to_json(orient="split", index=False, date_format="iso").encode()
+    spool.log_file(run_id, uri, "table", artifact_file, payload)
+
+
 def log_spark_model(
     model: PipelineModel,
     example_input: Any,

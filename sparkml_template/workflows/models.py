@@ -91,6 +91,7 @@ def log_evaluation_artifacts(report: Report, prefix: str = "evaluation") -> None
 
     from sparkml_template.yours.charts import evaluation_charts
 
+    run_id = mlflow.active_run().info.run_id
     if isinstance(report, ClassificationReport):
         name = "per_class_report.json"
         summary: dict[str, Any] = {
@@ -105,9 +106,10 @@ def log_evaluation_artifacts(report: Report, prefix: str = "evaluation") -> None
         out = Path(tmp)
         evaluation_charts(report, out)
         (out / name).write_text(json.dumps(summary, indent=2))
-        mlflow.log_artifacts(tmp, prefix)
+        tracking.log_artifact_files(run_id, out, prefix)
     if isinstance(report, ClassificationReport):
-        mlflow.log_table(
+        tracking.log_table(
+            run_id,
             {
                 "class": list(report.per_class),
                 **{
@@ -115,7 +117,7 @@ def log_evaluation_artifacts(report: Report, prefix: str = "evaluation") -> None
                     for key in ("precision", "recall", "f1", "support")
                 },
             },
-            artifact_file=f"{prefix}/per_class_report_table.json",
+            f"{prefix}/per_class_report_table.json",
         )
 
 
@@ -123,7 +125,6 @@ def log_what_the_model_learned(run_id: str, learned: Learned, prefix: str = "lea
     """``training_loss`` and ``validation_loss`` as step metrics; the coefficients or feature
     importances as UI tables under ``learned/`` with ``yours/charts.learned_charts``: not
     under ``model/``, which ``runs:/<id>/model`` would mix into the logged model's files."""
-    import mlflow
 
     from sparkml_template.yours.charts import learned_charts
 
@@ -131,9 +132,9 @@ def log_what_the_model_learned(run_id: str, learned: Learned, prefix: str = "lea
         run_id, {"training_loss": learned.training_loss, "validation_loss": learned.validation_loss}
     )
     if learned.coefficients:
-        mlflow.log_table(learned.coefficients, artifact_file=f"{prefix}/coefficients.json")
+        tracking.log_table(run_id, learned.coefficients, f"{prefix}/coefficients.json")
     if learned.importances:
-        mlflow.log_table(learned.importances, artifact_file=f"{prefix}/feature_importances.json")
+        tracking.log_table(run_id, learned.importances, f"{prefix}/feature_importances.json")
     with tempfile.TemporaryDirectory() as tmp:
         if learned_charts(learned, Path(tmp)):
-            mlflow.log_artifacts(tmp, prefix)
+            tracking.log_artifact_files(run_id, Path(tmp), prefix)

@@ -21,8 +21,9 @@ from sparkml_template.dataset.read_errors import unreadable_input
 from sparkml_template.errors import QualityGateError, UserError
 from sparkml_template.observability.capture import TaskCapture
 from sparkml_template.observability.environment import EnvironmentProbe
-from sparkml_template.observability.report import write_report
+from sparkml_template.observability.report import write_report, write_summary_and_report
 from sparkml_template.observability.summary import write_summary
+from sparkml_template.runtime import spool
 from sparkml_template.runtime.connect_models import (
     check_exchange_dir,
     check_server_reads,
@@ -55,6 +56,8 @@ APP_PREFIX = "pyspark-mlflow-template"
 SYSTEM_METRICS_ENV = "SPARKML_SYSTEM_METRICS"  # "off": no MLflow system metrics
 SYSTEM_METRICS_INTERVAL_S = 5.0
 REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
+# Called by name from the spool (which may run in the replay's process): see call_when_back.
+DEFERRED_REPORT = f"{write_summary_and_report.__module__}:{write_summary_and_report.__name__}"
 Plan = TypeVar("Plan")  # what an entry point's ``prepare`` returns: its checked inputs
 _launched_jvm = False  # an entry point started this process's JVM (not a notebook or test)
 
@@ -176,6 +179,18 @@ def _after_body(
     with console().phase("task metrics", "from the event log"):
         capture.finish()  # never raises
         environment.finish()  # never raises; it has run in the background since the start
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if spool.spooled_uri(uri) and spool.server_away(uri):  # both read the run back
+        kwargs = {"run_id": run_id, "entry_point": entry_point, "tracking_uri": uri}
+        spool.call_when_back(run_id, uri, DEFERRED_REPORT, kwargs)
+        print(
+            "summary, report.html: written when the tracking server answers again "
+            "(or by the spool's replay)",
+            file=sys.stderr,
+        )
+        return
     summary = write_summary(run_id, entry_point, print_it=print_summary)
     if summary is not None:
         write_report(run_id, summary)

@@ -320,17 +320,15 @@ def log_results(
     CrossValidator picks it); the child runs are already logged."""
     import tempfile
 
-    import mlflow
-
     metric = next(k for k in rows[0] if k.startswith("cv_") and not k.endswith("_std"))
     best_index = max(range(len(rows)), key=lambda i: rows[i][metric])
     best = rows[best_index]
     table = {key: [r.get(key) for r in rows] for key in rows[0]}
     table["run_id"] = child_ids
-    mlflow.log_table(table, artifact_file="tuning/results.json")
+    tracking.log_table(run_id, table, "tuning/results.json")
     with tempfile.TemporaryDirectory() as tmp:
         plot = save_grid_plot(rows, grid, Path(tmp) / "metric_over_grid.png")
-        mlflow.log_artifact(str(plot), "tuning")
+        tracking.log_artifact_files(run_id, plot, "tuning")
     tracking.log_batch(
         run_id,
         params={f"best_{name}": best[name] for name in grid},

@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, VENV_BIN, subprocess_env
+from conftest import PROJECT_ROOT, VENV_BIN, artifact_paths, subprocess_env
 from servers import free_port, mlflow_server, stop_group
 
 SMALL_BUDGET = {
@@ -217,6 +217,7 @@ def test_outages_mid_run_lose_nothing_and_log_nothing_twice(server, tmp_path):
     assert replay, err
     spool_dir = Path(replay.group(2))
     assert "end the run FINISHED" in err
+    assert "summary, report.html: written when the tracking server answers again" in err, err
     kept = tmp_path / "kept"
     shutil.copytree(spool_dir, kept)
     points = [json.loads(line) for line in (kept / "points.jsonl").read_text().splitlines()]
@@ -268,3 +269,10 @@ def test_outages_mid_run_lose_nothing_and_log_nothing_twice(server, tmp_path):
     assert len(models) == 1
     assert run.inputs.dataset_inputs
     assert "spark_conf.json" in [a.path for a in client.list_artifacts(run_id)]
+    # What the run logged as files while the server was gone came with the replay: the task
+    # tables (and their UI tables), then the summary and report.html, which read them back.
+    assert {"spark/tasks.csv", "spark/stages.csv"} <= artifact_paths(client, run_id)
+    tables = json.loads(run.data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "spark/tasks_table.json", "type": "table"} in tables
+    assert "report.html" in [a.path for a in client.list_artifacts(run_id)]
+    assert "mlflow.note.content" in client.get_run(run_id).data.tags

@@ -78,6 +78,14 @@ def log_file(run_id: str, uri: str, kind: str, name: str, payload: bytes, **fiel
     flush(spool, [spool.add_file(kind, name, payload, **fields)])
 
 
+def call_when_back(run_id: str, uri: str, call: str, kwargs: dict[str, Any]) -> None:
+    """Run ``call`` (``package.module:function``) with ``kwargs`` (JSON) once everything the
+    run spooled before it has reached the server: now if it answers, else when it is back or
+    at the replay (work that reads the run back, such as its summary and report)."""
+    payload = json.dumps({"call": call, "kwargs": kwargs}).encode()
+    log_file(run_id, uri, "later", call, payload)
+
+
 def server_away(uri: str) -> bool:
     """True while this process knows the server at ``uri`` is not answering."""
     watch = _watches.get(uri)

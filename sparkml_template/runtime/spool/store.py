@@ -160,10 +160,17 @@ class RunSpool:
             look_first, self.uncertain = self.uncertain, True
             sent = send_records(client, self.run_id, points, look_first)
             self.mark([row["id"] for row in points])
+            later = [row for row in side if row["kind"] == "later"]
             for row in side:
-                send_side_file(client, self.run_id, self.dir, row)
-                self.mark([row["id"]])
+                if row["kind"] != "later":
+                    send_side_file(client, self.run_id, self.dir, row)
+                    self.mark([row["id"]])
             self.uncertain = False
+            # Last, and marked before they run: what they log goes through this spool again
+            # (and may empty and remove it), and a call is made at most once.
+            for row in later:
+                self.mark([row["id"]])
+                send_side_file(client, self.run_id, self.dir, row)
             return sent
 
 
@@ -206,8 +213,10 @@ def send_records(client: Any, run_id: str, rows: list[dict[str, Any]], look_firs
 
 
 def send_side_file(client: Any, run_id: str, directory: Path, row: dict[str, Any]) -> None:
-    """An artifact under its own name and place in the run (sent again, it replaces itself);
-    a dataset input as MLflow's entity (the store finds one it already has by name and digest).
+    """An artifact under its own name and place in the run (sent again, it replaces itself); a
+    table as MLflow's ``log_table`` records one (the artifact, then the run's list of tables,
+    merged: sent twice it is listed once); a dataset input as MLflow's entity (the store finds
+    one it already has by name and digest); a ``later`` call, once all before it is sent.
     """
     import tempfile
 
@@ -220,8 +229,35 @@ def send_side_file(client: Any, run_id: str, directory: Path, row: dict[str, Any
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, row["context"])]
         client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=tags)])
         return
+    if row["kind"] == "later":
+        call_later(json.loads(payload))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / Path(row["name"]).name
         target.write_bytes(payload)
         folder = str(Path(row["name"]).parent)
         client.log_artifact(run_id, str(target), None if folder == "." else folder)
+    if row["kind"] == "table":
+        list_table(client, run_id, row["name"])
+
+
+def list_table(client: Any, run_id: str, artifact_file: str) -> None:
+    """Add ``artifact_file`` to the run's ``mlflow.loggedArtifacts`` (what the UI shows as a
+    table), as ``MlflowClient.log_table`` does after its upload."""
+    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+    tags = client.get_run(run_id).data.tags
+    listed = json.loads(tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+    entry = {"path": artifact_file, "type": "table"}
+    if entry not in listed:
+        client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*listed, entry]))
+
+
+def call_later(spec: dict[str, Any]) -> None:
+    """Run ``spec["call"]`` (``package.module:function``) with ``spec["kwargs"]``: work that
+    reads back what the run logged (its summary and report), deferred while the server was away.
+    Named by string so that this layer imports nothing above it."""
+    import importlib
+
+    module, _, name = spec["call"].partition(":")
+    getattr(importlib.import_module(module), name)(**spec.get("kwargs", {}))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -101,6 +102,42 @@ def test_replay_sends_what_is_missing_and_ends_the_run_with_its_status(tmp_path,
     assert run.data.metrics == {"acc": 0.9}
     assert run.data.tags["why"] == "gone"
     assert [a.path for a in client.list_artifacts(run_id, "spark")] == ["spark/tasks.csv"]
+    assert not directory.exists()
+
+
+calls: list[dict] = []
+
+
+def record_call(**kwargs) -> None:
+    """Called by name from a spool's ``later`` row (this module's name is in the row)."""
+    calls.append(kwargs)
+
+
+def test_tables_and_deferred_calls_are_replayed_in_order_once(tmp_path):
+    """A table spooled twice is one file and listed once in the run's tables, as MLflow's
+    log_table lists it; a deferred call runs after everything spooled before it, once."""
+    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+    uri, client, run_id = _store(tmp_path, "sqlite")
+    client.log_batch(run_id, metrics=[])
+    directory = tmp_path / "spool" / run_id
+    store = RunSpool(directory, run_id, uri)
+    table = b'{"columns":["host","tasks"],"data":[["w1",3],["w2",4]]}'
+    store.add_file("table", "spark/hosts_table.json", table)
+    store.add_file("table", "spark/hosts_table.json", table)
+    store.add([_metric("acc", 0.9)])
+    call = {"call": f"{__name__}:record_call", "kwargs": {"run_id": run_id}}
+    store.add_file("later", "call", json.dumps(call).encode())
+    calls.clear()
+    assert spool.main(["replay", str(directory)]) == 0
+    assert calls == [{"run_id": run_id}]
+    run = client.get_run(run_id)
+    assert json.loads(run.data.tags[MLFLOW_LOGGED_ARTIFACTS]) == [
+        {"path": "spark/hosts_table.json", "type": "table"}
+    ]
+    local = client.download_artifacts(run_id, "spark/hosts_table.json", str(tmp_path / "dl"))
+    assert json.loads(Path(local).read_text())["data"] == [["w1", 3], ["w2", 4]]
+    assert run.data.metrics == {"acc": 0.9}
     assert not directory.exists()
 
 
