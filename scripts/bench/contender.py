@@ -47,6 +47,7 @@ parser.add_argument("path")
 parser.add_argument("--task", default="classification")
 parser.add_argument("--estimator", default="linear")
 parser.add_argument("--label", default="diagnosis")
+parser.add_argument("--master", default="local[*]", help="a cluster (bench_run_cost.py --scale)")
 for name in ("maxIter", "numTrees", "maxDepth"):
     parser.add_argument(f"--{name}", type=int)
 args = parser.parse_args()
@@ -55,7 +56,7 @@ params.update({k: getattr(args, k) for k in params if getattr(args, k, None) is 
 mode, path, label = args.mode, args.path, args.label
 classification = args.task == "classification"
 
-spark = SparkSession.builder.master("local[*]").getOrCreate()
+spark = SparkSession.builder.master(args.master).getOrCreate()
 if mode == "seed":
     import mlflow
 
