@@ -14,6 +14,7 @@ from sparkml_template.contract.fitted import inference_model
 from sparkml_template.dataset.validation import MAX_CATEGORIES, profile_dataset
 from sparkml_template.errors import UserError
 from sparkml_template.runtime.console import console
+from sparkml_template.workflows.checkpoints import FitCheckpoints, fit_checkpoints
 from sparkml_template.yours.data import read_for_passes, read_source, split_labelled
 from sparkml_template.yours.estimators import ESTIMATORS
 from sparkml_template.yours.pipeline import build_pipeline
@@ -34,6 +35,7 @@ class Fitted:
     data: DataFrame  # the input as read, before the split
     train: DataFrame
     test: DataFrame
+    checkpoints: FitCheckpoints | None = None  # what the fit's checkpoints did
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,15 @@ def fit_and_score(
     params: dict[str, Any],
     source: DataSource,
     validated: Validated | None = None,
+    *,
+    artifact_uri: str | None = None,
 ) -> Fitted:
     """The Spark part of training, with no MLflow in it (tests and benchmarks call it bare):
-    read and validate (unless ``validated`` brings both), split, fit, score the held-out rows."""
+    read and validate (unless ``validated`` brings both), split, fit, score the held-out rows.
+
+    ``artifact_uri``: the run's artifact location, under which a long tree or GBT fit
+    checkpoints (``checkpoints.fit_checkpoints``); ``None``, a bare fit, never checkpoints.
+    """
     label = params["label"]
     say = console()
     if validated is None:
@@ -61,8 +69,14 @@ def fit_and_score(
     fraction = params["testFraction"]
     train, test = split_labelled(raw, label, fraction, params["seed"])
     pipeline = build_pipeline(profile, label, params)
-    with say.phase("fit", describe_estimator(pipeline, params["estimator"])):
-        model = inference_model(pipeline.fit(train))
+    train_rows = round(profile.labelled_rows * (1 - fraction))  # the split's, without a job
+    with (
+        fit_checkpoints(spark, pipeline, train_rows, artifact_uri) as checkpoints,
+        say.phase("fit", describe_estimator(pipeline, params["estimator"])),
+    ):
+        model = inference_model(checkpoints.pipeline.fit(train))
+    if checkpoints.used:
+        say.say(f"fit checkpoints: {checkpoints.describe()}")
     with say.phase("evaluate", "the held-out split") as phase:
         report = evaluate_model_output(model.transform(test), label, profile.task, profile.labels)
         phase.done(describe_report(report))
@@ -70,7 +84,7 @@ def fit_and_score(
         raise UserError(
             f"the test split is empty: testFraction={fraction} of {profile.rows} rows; raise it"
         )
-    return Fitted(model, profile, report, raw, train, test)
+    return Fitted(model, profile, report, raw, train, test, checkpoints)
 
 
 def read_and_validate(

@@ -20,6 +20,7 @@ from sparkml_template.observability.partitions import data_partitions, record_pa
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.params import check_training_params
+from sparkml_template.workflows.checkpoints import FitCheckpoints
 from sparkml_template.workflows.fitting import Fitted, Validated, fit_and_score
 from sparkml_template.workflows.models import log_what_the_model_learned
 from sparkml_template.workflows.registry import register_training_run
@@ -28,6 +29,8 @@ from sparkml_template.yours.estimators import ESTIMATORS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+CHECKPOINTS_TAG = "fit.checkpoints"  # "removed 4 files (1.2 MB) from <uri>; …" or "off: <why>"
 
 
 def prepare_training(params: dict[str, Any]) -> DataSource:
@@ -79,6 +82,32 @@ def profile_tags(profile: DatasetProfile) -> dict[str, str]:
     return tags
 
 
+def checkpoint_record(
+    checkpoints: FitCheckpoints | None,
+) -> tuple[dict[str, str], dict[str, float]]:
+    """The tag and metrics of a fit whose estimator checkpoints (none for one that cannot)."""
+    if checkpoints is None or not checkpoints.applies:
+        return {}, {}
+    tags = {CHECKPOINTS_TAG: checkpoints.describe()}
+    if not checkpoints.used:
+        return tags, {}
+    return tags, {
+        "spark/checkpoint_files_peak": checkpoints.peak_files,
+        "spark/checkpoint_bytes_peak": checkpoints.peak_bytes,
+        "spark/checkpoint_files_removed": checkpoints.removed_files,
+        "spark/checkpoint_bytes_removed": checkpoints.removed_bytes,
+    }
+
+
+def _artifact_uri(run_id: str) -> str | None:
+    """The run's artifact location, read off the active run (no round trip to the tracking
+    server, which may be away); ``None`` if ``run_id`` is not the active run."""
+    import mlflow
+
+    run = mlflow.active_run()
+    return run.info.artifact_uri if run is not None and run.info.run_id == run_id else None
+
+
 def _preload_for_logging() -> None:
     """Work the charts and the model's logging would do on the critical path, done while Spark
     fits: MLflow's installed-package map and the matplotlib import."""
@@ -100,7 +129,7 @@ def run_training(
     with ThreadPoolExecutor(max_workers=2) as pool:
         digest = pool.submit(content_digest, source)  # hashes the file while Spark trains
         pool.submit(_preload_for_logging)  # and prepares what logging would wait for
-        fitted = fit_and_score(spark, params, source, validated)
+        fitted = fit_and_score(spark, params, source, validated, artifact_uri=_artifact_uri(run_id))
         data_digest = digest.result()
     model, profile, report = fitted.model, fitted.profile, fitted.report
     record_partitions(run_id, "data", data_partitions, profile)
@@ -111,6 +140,8 @@ def run_training(
     metrics["train_rows"] = profile.labelled_rows - report.rows
     if profile.null_label_rows:
         metrics["rows_dropped_null_label"] = profile.null_label_rows
+    checkpoint_tags, checkpoint_metrics = checkpoint_record(fitted.checkpoints)
+    metrics.update(checkpoint_metrics)
     tracking.log_run_context(
         run_id,
         spark,
@@ -125,6 +156,7 @@ def run_training(
             "estimator": params["estimator"],
             "estimator.params": ",".join(choose(ESTIMATORS, params["estimator"]).used_params),
             **profile_tags(profile),
+            **checkpoint_tags,
         },
         rows=int(metrics["train_rows"]),
     )
