@@ -54,6 +54,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 def tracking_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db", **extra}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # `mlflow run` calls `python`
     env.setdefault("SPARKML_SYSTEM_METRICS", "off")
     return env
 
