@@ -7,8 +7,8 @@ probe on and off (``SPARKML_ENV_PROBE``), ``--repeats`` pairs; medians and their
 ``--scale``: one run each, in a fresh process, on generated rows (default 10 M): (1) plain
 PySpark (``scripts/bench/contender.py plain``), (3) ``mlflow run . --env-manager local`` (main:
 train then evaluate) and (0) ``mlflow run`` of an empty project (the CLI's own cost), each
-with its wall time and peak resident memory (GNU time's ``%M``: the largest process of the
-tree, the driver JVM). ``--master`` and ``SPARK_CONF_DIR`` send (1) and (3) to a cluster.
+with its wall time and peak resident memory (the largest process of its tree, sampled: the
+driver JVM). ``--master`` and ``SPARK_CONF_DIR`` send (1) and (3) to a cluster.
 
     python scripts/bench_run_cost.py --probe --repeats 4
     python scripts/bench_run_cost.py --scale --rows 10000000
@@ -19,12 +19,13 @@ tree, the driver JVM). ``--master`` and ``SPARK_CONF_DIR`` send (1) and (3) to a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,20 +37,25 @@ from make_large_dataset import make  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GiB) of ``cmd``, through GNU time; fails loudly."""
-    gnu_time = shutil.which("time") or "/usr/bin/time"
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
-        done = subprocess.run(
-            [gnu_time, "-f", "%e %M", "-o", out.name, *cmd],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
-        seconds, kib = out.read().split()[-2:]
-    return float(seconds), int(kib) / 2**20
+    """Wall seconds of ``cmd`` and the peak resident memory (GiB) of its largest process (the
+    driver JVM), sampled every 0.2 s over the whole process tree; fails loudly."""
+    import psutil
+
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err:  # a pipe left unread would block the child
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        root, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                for each in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        peak = max(peak, each.memory_info().rss)
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{err.read()[-3000:]}")
+    return seconds, peak / 2**30
 
 
 def tracking_env(tmp: Path, **extra: str) -> dict[str, str]:
