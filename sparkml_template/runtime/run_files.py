@@ -30,6 +30,15 @@ SHARED_SCHEMES = frozenset(
 MANAGED_DBFS_PREFIX = "/databricks/mlflow-tracking"
 
 
+def active_artifact_uri(run_id: str) -> str | None:
+    """The run's artifact location read off the active run (no round trip to the tracking
+    server, which may be away); ``None`` if ``run_id`` is not the active run."""
+    import mlflow
+
+    run = mlflow.active_run()
+    return str(run.info.artifact_uri) if run is not None and run.info.run_id == run_id else None
+
+
 def is_local_master(spark: SparkSession) -> bool:
     """A classic session whose executors run in this process (``local``, ``local[*]``, …)."""
     if is_connect_session(spark):

@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparkml_template.errors import UserError
-from sparkml_template.runtime.run_files import is_local_master, spark_uri_under_run
+from sparkml_template.runtime.run_files import (
+    active_artifact_uri,
+    is_local_master,
+    spark_uri_under_run,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,10 +55,8 @@ def artifact_uri_of(run_id: str) -> str:
     """The run's artifact location (from the active run when it is this one: no round trip)."""
     import mlflow
 
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        return str(active.info.artifact_uri)
-    return str(mlflow.tracking.MlflowClient().get_run(run_id).info.artifact_uri)
+    active = active_artifact_uri(run_id)
+    return active or str(mlflow.tracking.MlflowClient().get_run(run_id).info.artifact_uri)
 
 
 def write_with_run(spark: SparkSession, predictions: DataFrame, run_id: str) -> Written:

@@ -20,6 +20,7 @@ from sparkml_template.observability.partitions import data_partitions, record_pa
 from sparkml_template.runtime import tracking
 from sparkml_template.runtime.console import console
 from sparkml_template.runtime.params import check_training_params
+from sparkml_template.runtime.run_files import active_artifact_uri
 from sparkml_template.workflows.checkpoints import FitCheckpoints
 from sparkml_template.workflows.fitting import Fitted, Validated, fit_and_score
 from sparkml_template.workflows.models import log_what_the_model_learned
@@ -99,15 +100,6 @@ def checkpoint_record(
     }
 
 
-def _artifact_uri(run_id: str) -> str | None:
-    """The run's artifact location, read off the active run (no round trip to the tracking
-    server, which may be away); ``None`` if ``run_id`` is not the active run."""
-    import mlflow
-
-    run = mlflow.active_run()
-    return run.info.artifact_uri if run is not None and run.info.run_id == run_id else None
-
-
 def _preload_for_logging() -> None:
     """Work the charts and the model's logging would do on the critical path, done while Spark
     fits: MLflow's installed-package map and the matplotlib import."""
@@ -129,7 +121,9 @@ def run_training(
     with ThreadPoolExecutor(max_workers=2) as pool:
         digest = pool.submit(content_digest, source)  # hashes the file while Spark trains
         pool.submit(_preload_for_logging)  # and prepares what logging would wait for
-        fitted = fit_and_score(spark, params, source, validated, artifact_uri=_artifact_uri(run_id))
+        fitted = fit_and_score(
+            spark, params, source, validated, artifact_uri=active_artifact_uri(run_id)
+        )
         data_digest = digest.result()
     model, profile, report = fitted.model, fitted.profile, fitted.report
     record_partitions(run_id, "data", data_partitions, profile)
